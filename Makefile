@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make up` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test lint typecheck contracts-check unit install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the bus: embedded broker, router, tracker, console and simulated agencies.
+up: $(STAMP)
+	$(BIN)/ketenbus up --demo
+
+## Every check: lint, format, types, contract compatibility, unit and integration tests.
+test: lint typecheck contracts-check unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy contracts services
+
+contracts-check: $(STAMP)
+	$(BIN)/ketenbus contracts check
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .ketenbus .mypy_cache .ruff_cache .pytest_cache .hypothesis

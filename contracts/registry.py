@@ -1,0 +1,193 @@
+"""The agency registry: who is on the bus, what each may emit and receive.
+
+The model validates a registry document (already parsed from YAML or JSON by
+the caller) and answers the questions the router asks per event.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from contracts._types import (
+    AgencyCode,
+    CategoryCode,
+    EventName,
+    Oin,
+    PositiveDuration,
+    ShortText,
+    TeamCode,
+)
+from contracts.case import EscalationPath
+from contracts.events import EVENT_CLASSES
+
+_MODEL = ConfigDict(extra="forbid", frozen=True)
+
+ContextField = Literal["actions", "promises", "deadlines", "flags", "personal"]
+
+
+class RegistryInvalid(ValueError):
+    """The registry cannot be used; each problem names its entry."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class Subscription(BaseModel):
+    """Event types an agency receives, why, and which context fields it may see."""
+
+    model_config = _MODEL
+    events: list[EventName] = Field(min_length=1)
+    purpose: ShortText
+    legal_basis: ShortText
+    fields: list[ContextField] = Field(default_factory=list)
+
+
+class EscalationTeam(BaseModel):
+    model_config = _MODEL
+    code: TeamCode
+    name: ShortText
+
+
+class Agency(BaseModel):
+    model_config = _MODEL
+    code: AgencyCode
+    name: ShortText
+    oin: Oin
+    signing_key: str | None = Field(default=None, description="Ed25519 public key, base64.")
+    emits: list[EventName] = Field(default_factory=list)
+    subscriptions: list[Subscription] = Field(default_factory=list)
+    escalation_teams: list[EscalationTeam] = Field(default_factory=list)
+
+
+class CaseCategory(BaseModel):
+    model_config = _MODEL
+    code: CategoryCode
+    name: ShortText
+    idle_limit: PositiveDuration = timedelta(days=14)
+    handoff_fields: list[ContextField] = Field(default_factory=list)
+    escalation_path: EscalationPath
+
+
+class BusOperator(BaseModel):
+    """The bus itself: the source of the notices it sends."""
+
+    model_config = _MODEL
+    name: ShortText
+    oin: Oin
+
+
+class AgencyRegistry(BaseModel):
+    model_config = _MODEL
+    operator: BusOperator
+    agencies: list[Agency] = Field(min_length=1)
+    categories: list[CaseCategory] = Field(default_factory=list)
+    _by_code: dict[str, Agency] = PrivateAttr(default_factory=dict)
+    _by_oin: dict[str, Agency] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgencyRegistry:
+        problems: list[str] = []
+        _unique(problems, "agency code", [a.code for a in self.agencies])
+        _unique(problems, "OIN", [a.oin for a in self.agencies] + [self.operator.oin])
+        _unique(problems, "category code", [c.code for c in self.categories])
+        teams = {(a.code, t.code) for a in self.agencies for t in a.escalation_teams}
+        for agency in self.agencies:
+            problems.extend(
+                f"agency {agency.code!r}: emits unknown event type {name!r}"
+                for name in agency.emits
+                if name not in EVENT_CLASSES
+            )
+            problems.extend(
+                f"agency {agency.code!r}: subscription {number} names unknown event type {name!r}"
+                for number, sub in enumerate(agency.subscriptions)
+                for name in sub.events
+                if name not in EVENT_CLASSES
+            )
+        problems.extend(
+            f"category {category.code!r}: level {level.level} names team "
+            f"{level.team!r} of agency {level.agency!r}, which the registry lacks"
+            for category in self.categories
+            for level in category.escalation_path.levels
+            if (level.agency, level.team) not in teams
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @classmethod
+    def from_document(cls, document: Any) -> AgencyRegistry:
+        """Validate a parsed registry document; RegistryInvalid names each bad entry."""
+        try:
+            # Through JSON, so durations (`PT4H`) read as the wire format defines them.
+            return cls.model_validate_json(json.dumps(document, default=str))
+        except ValidationError as exc:
+            raise RegistryInvalid(_describe(exc, document)) from None
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_code = {a.code: a for a in self.agencies}
+        self._by_oin = {a.oin: a for a in self.agencies}
+
+    def agency(self, code: str) -> Agency | None:
+        return self._by_code.get(code)
+
+    def agency_by_oin(self, oin: str) -> Agency | None:
+        return self._by_oin.get(oin)
+
+    def category(self, code: str) -> CaseCategory | None:
+        return next((c for c in self.categories if c.code == code), None)
+
+    def subscribers(self, event_name: str) -> list[tuple[Agency, Subscription]]:
+        """Every agency subscribed to this event name, with the subscription that grants it."""
+        found: list[tuple[Agency, Subscription]] = []
+        for agency in self.agencies:
+            for sub in agency.subscriptions:
+                if event_name in sub.events:
+                    found.append((agency, sub))
+                    break
+        return found
+
+
+def _unique(problems: list[str], what: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            problems.append(f"{what} {value!r} appears more than once")
+        seen.add(value)
+
+
+def _describe(exc: ValidationError, document: Any) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = _where(error["loc"], document)
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return problems
+
+
+def _where(loc: tuple[int | str, ...], document: Any) -> str:
+    """`agencies[2] (uwv).oin` — the path, with each list entry's code where it has one."""
+    parts: list[str] = []
+    node = document
+    for part in loc:
+        if isinstance(part, int):
+            label = f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("code"), str):
+                label += f" ({node['code']})"
+            parts.append(label)
+        else:
+            parts.append(f".{part}" if parts else part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return "".join(parts)

@@ -1,0 +1,44 @@
+"""Topic names: the public contract of where events flow (DESIGN "Topics")."""
+
+from __future__ import annotations
+
+CASES = "ketenbus.cases"
+"""The validated case log, one event stream per case (key = case id)."""
+
+ESCALATIONS = "ketenbus.escalations"
+"""Alerts for escalation teams."""
+
+DLQ = "ketenbus.dlq"
+"""Rejected or poison messages, with the reason in headers."""
+
+AUDIT = "ketenbus.audit"
+"""Who received which fields of which case, under which legal basis."""
+
+BUS_TOPICS = (CASES, ESCALATIONS, DLQ, AUDIT)
+
+
+def outbox(agency_code: str) -> str:
+    """What an agency emits; written by that agency only, read by the router."""
+    return f"agency.{agency_code}.outbox"
+
+
+def inbox(agency_code: str) -> str:
+    """What is addressed to an agency; written by the router only."""
+    return f"agency.{agency_code}.inbox"
+
+
+def agency_of_outbox(topic: str) -> str | None:
+    """The agency code of an outbox topic name, or None for any other topic."""
+    parts = topic.split(".")
+    if len(parts) == 3 and parts[0] == "agency" and parts[2] == "outbox":
+        return parts[1]
+    return None
+
+
+# Headers the bus sets on dead letters; operators and `ketenbus dlq` read them.
+DLQ_REASON = "ketenbus-reason"
+DLQ_REASON_CODE = "ketenbus-reason-code"
+DLQ_ORIGIN_TOPIC = "ketenbus-origin-topic"
+DLQ_ORIGIN_PARTITION = "ketenbus-origin-partition"
+DLQ_ORIGIN_OFFSET = "ketenbus-origin-offset"
+DLQ_REJECTED_BY = "ketenbus-rejected-by"

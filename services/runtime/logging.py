@@ -1,0 +1,58 @@
+"""Structured logs: JSON when not on a terminal, readable on one; never personal data."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# Keys that would carry personal data if someone logged a context by mistake.
+_PERSONAL_KEYS = frozenset({"bsn", "name", "address", "phone", "email", "personal", "amounts"})
+
+
+def _drop_personal(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+    for key in _PERSONAL_KEYS.intersection(event_dict):
+        event_dict[key] = "[withheld]"
+    return event_dict
+
+
+def configure(level: str = "INFO", fmt: str = "auto") -> None:
+    """Set up structlog and route the standard library's loggers through it."""
+    json_out = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_personal,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_out
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The Kafka client's own chatter (rebalances, retries) matters only when something fails.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -1,0 +1,103 @@
+"""Run one service process: its Kafka broker, a /healthz endpoint, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+from faststream.kafka import KafkaBroker
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from services.runtime.http import http_server
+from services.runtime.kafka import kafka_unreachable
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+
+log = get_logger("ketenbus.service")
+
+
+class ServiceHealth:
+    """What a service says about itself on /healthz."""
+
+    def __init__(self, name: str, broker: KafkaBroker) -> None:
+        self.name = name
+        self.broker = broker
+        self.state = "starting"
+        self._broker_ok = False
+        self._checked_at = 0.0
+
+    async def broker_up(self) -> bool:
+        # A ping is a network round trip; a probe every second need not pay it every time.
+        if time.monotonic() - self._checked_at > 2.0:
+            self._broker_ok = await self.broker.ping(timeout=2.0)
+            self._checked_at = time.monotonic()
+        return self._broker_ok
+
+    async def endpoint(self, _: Request) -> JSONResponse:
+        broker = "up" if await self.broker_up() else "down"
+        healthy = self.state == "running" and broker == "up"
+        body = {"service": self.name, "state": self.state, "broker": broker}
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def run_service(
+    name: str,
+    broker: KafkaBroker,
+    settings: Settings,
+    *,
+    before_start: Callable[[], Awaitable[None]] | None = None,
+    after_stop: Callable[[], Awaitable[None]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Start `broker` (retrying while Kafka is not there yet), serve health, stop on a signal."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    health = ServiceHealth(name, broker)
+    app = Starlette(routes=[Route("/healthz", health.endpoint)])
+    server = http_server(app, settings.health_host, settings.health_port)
+    serving = asyncio.create_task(server.serve())
+    try:
+        if before_start is not None:
+            await before_start()
+        await _start_with_retry(name, broker, settings.kafka_bootstrap, stop)
+        if not stop.is_set():
+            health.state = "running"
+            log.info("service started", service=name)
+            await stop.wait()
+        health.state = "stopping"
+        log.info("service stopping", service=name)
+    finally:
+        await broker.stop()
+        if after_stop is not None:
+            await after_stop()
+        server.should_exit = True
+        await serving
+
+
+async def _start_with_retry(
+    name: str, broker: KafkaBroker, bootstrap: str | None, stop: asyncio.Event
+) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        problem = await kafka_unreachable(bootstrap) if bootstrap else None
+        if problem is None:
+            try:
+                await broker.start()
+            except Exception as exc:  # noqa: BLE001 - any start failure is retried; the reason is logged
+                problem = f"{type(exc).__name__}: {exc}"
+                await broker.stop()
+            else:
+                return
+        log.warning("broker not reachable, retrying", service=name, error=problem, retry_in=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 10.0)

@@ -1,0 +1,65 @@
+"""Settings: `KETENBUS_*` environment variables (DESIGN "Settings")."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def _default_registry() -> Path:
+    local = Path("deploy/agencies.yaml")
+    return local if local.is_file() else _REPO / "deploy" / "agencies.yaml"
+
+
+class Settings(BaseSettings):
+    """Every setting has a default that runs the bus on one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="KETENBUS_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset: an embedded broker is started."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; unset: SQLite under the data directory."
+    )
+    registry: Path = Field(default_factory=_default_registry, description="The agency registry.")
+    broker_port: int = Field(default=9092, description="The embedded broker's port.")
+    console_port: int = Field(default=8080, description="Health, console and metrics port.")
+    console_host: str = Field(default="127.0.0.1", description="Where the console listens.")
+    data_dir: Path = Field(default=Path(".ketenbus"), description="Local state (SQLite, keys).")
+    topic_partitions: int = Field(default=3, ge=1, description="Partitions of created topics.")
+    kafka_session_timeout_ms: int = Field(
+        default=10_000, description="Consumer group session timeout; the embedded broker: 2000."
+    )
+    health_port: int = Field(
+        default=0, description="A service process's own /healthz port (0: any free port)."
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        description="Where a service's /healthz listens (0.0.0.0 in containers).",
+    )
+    health_targets: dict[str, str] = Field(
+        default_factory=dict,
+        description='Service health URLs the console checks, JSON: {"router": "http://..."}.',
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: readable on a terminal, JSON otherwise."
+    )
+    log_level: str = Field(default="INFO", description="Minimum log level.")
+
+    @cached_property
+    def database(self) -> str:
+        """The effective database URL."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'ketenbus.db').resolve()}"
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        return max(100, self.kafka_session_timeout_ms // 4)

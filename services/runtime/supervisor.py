@@ -1,0 +1,162 @@
+"""`ketenbus up`: the embedded broker if needed, every service, the console.
+
+Each service runs in its own process (as it would in production), so a crash
+of one is seen, logged and the process started again; the console checks
+them all on /healthz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from services.console.app import create_console
+from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.http import http_server
+from services.runtime.logging import get_logger
+from services.runtime.registry_file import load_registry
+from services.runtime.settings import Settings
+from services.runtime.store import make_engine, migrate
+from services.runtime.topics import bus_topics, ensure_topics
+
+log = get_logger("ketenbus.up")
+
+SERVICES = ("router", "tracker")
+
+
+@dataclass
+class Child:
+    """One supervised service process."""
+
+    name: str
+    module: str
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    health_url: str = ""
+    args: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self.module,
+            *self.args,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def run_bus(settings: Settings, *, demo: bool) -> None:
+    """Run until SIGINT or SIGTERM, then stop everything this started."""
+    registry = load_registry(settings.registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    embedded: EmbeddedBroker | None = None
+    session_timeout = settings.kafka_session_timeout_ms
+    bootstrap = settings.kafka_bootstrap
+    if bootstrap is None:
+        embedded = EmbeddedBroker(settings.broker_port, log_file=settings.data_dir / "broker.log")
+        embedded.start()
+        bootstrap = embedded.bootstrap
+        session_timeout = EMBEDDED_SESSION_TIMEOUT_MS
+        log.info("embedded broker started", bootstrap=bootstrap, storage="memory-only")
+    children: list[Child] = []
+    try:
+        await ensure_topics(bootstrap, bus_topics(registry), partitions=settings.topic_partitions)
+        engine = make_engine(settings.database)
+        await migrate(engine)
+        await engine.dispose()
+        env = {
+            **os.environ,
+            "KETENBUS_KAFKA_BOOTSTRAP": bootstrap,
+            "KETENBUS_KAFKA_SESSION_TIMEOUT_MS": str(session_timeout),
+            "KETENBUS_DATABASE_URL": settings.database,
+            "KETENBUS_REGISTRY": str(settings.registry.resolve()),
+        }
+        for name in SERVICES:
+            port = free_port()
+            child = Child(name, f"services.{name}", {**env, "KETENBUS_HEALTH_PORT": str(port)})
+            child.health_url = f"http://127.0.0.1:{port}/healthz"
+            children.append(child)
+        if demo:
+            children.append(Child("demo", "services.demo", env))
+        for child in children:
+            await child.start()
+        targets = {c.name: c.health_url for c in children if c.health_url}
+        console = http_server(
+            create_console(bootstrap, targets), settings.console_host, settings.console_port
+        )
+        serving = asyncio.create_task(console.serve())
+        _print_banner(settings, bootstrap, embedded is not None, demo)
+        await _watch(children, stop)
+        console.should_exit = True
+        await serving
+    finally:
+        await asyncio.gather(*(child.stop() for child in children))
+        if embedded is not None:
+            embedded.stop()
+        log.info("bus stopped")
+
+
+async def _watch(children: list[Child], stop: asyncio.Event) -> None:
+    """Restart a child that exits on its own, with a growing pause; return on stop."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        for child in children:
+            process = child.process
+            if stop.is_set() or process is None or process.returncode is None:
+                continue
+            child.restarts += 1
+            pause = min(2.0**child.restarts, 30.0)
+            log.error(
+                "service exited; restarting",
+                service=child.name,
+                exit_code=process.returncode,
+                restarts=child.restarts,
+                pause_s=pause,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+            if not stop.is_set():
+                await child.start()
+
+
+def _print_banner(settings: Settings, bootstrap: str, embedded: bool, demo: bool) -> None:
+    console = f"http://{settings.console_host}:{settings.console_port}"
+    lines = [
+        "",
+        "Ketenbus is up.",
+        f"  broker   {bootstrap}" + ("  (embedded, memory-only)" if embedded else ""),
+        f"  health   {console}/healthz",
+        f"  store    {settings.database}",
+        "",
+        "Follow the cases:",
+        "  ketenbus cases                 the most recent cases, their holder and status",
+        "  ketenbus case CASE_ID          one case's timeline and current holder",
+    ]
+    if demo:
+        lines.append("  (simulated agencies are opening and handing off cases now)")
+    else:
+        lines.append("  ketenbus emit --as belastingdienst event.json   send an event yourself")
+    lines.append("Stop with Ctrl-C.\n")
+    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -1,0 +1,124 @@
+"""The tracker's tables: the current state of each case and the timeline of its events.
+
+One `MetaData` for the whole store, so Alembic can compare it with the migrations.
+The types are portable between SQLite (development, tests) and PostgreSQL
+(production): `Uuid` is native on PostgreSQL and CHAR(32) on SQLite, and every
+time is kept in UTC (see `UtcDateTime`). Nothing here holds personal data: the
+timeline stores codes, ids and a summary built from them, never free text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+AGENCY = 32
+"""Room for an agency code (`[a-z][a-z0-9]{1,31}`) or the operator's name."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime, stored in UTC and read back aware on every backend.
+
+    SQLite has no time zone type: SQLAlchemy drops the offset and reads back a
+    naive value. Converting to UTC on the way in and attaching UTC on the way out
+    gives the same aware values on SQLite and PostgreSQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store keeps aware datetimes only")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", Uuid(), primary_key=True),
+    Column("category", String(48), nullable=False),
+    Column("holder", String(AGENCY), nullable=False, comment="The agency that holds the case."),
+    Column("status", String(8), nullable=False),
+    Column("pending_handoff_id", Uuid(), nullable=True),
+    Column("pending_from", String(AGENCY), nullable=True),
+    Column("pending_to", String(AGENCY), nullable=True),
+    Column("pending_deadline", UtcDateTime(), nullable=True),
+    Column(
+        "bounce_count",
+        Integer,
+        nullable=False,
+        comment="Handoffs of this case that were rejected (ping-pong).",
+    ),
+    Column("opened_at", UtcDateTime(), nullable=False, comment="The case-opened event's time."),
+    Column("updated_at", UtcDateTime(), nullable=False, comment="When the tracker last wrote it."),
+    Column(
+        "last_event_at",
+        UtcDateTime(),
+        nullable=False,
+        comment="The latest time of an event applied to the case (idle detection).",
+    ),
+    CheckConstraint("status IN ('open', 'closed')", name="status"),
+    CheckConstraint("(pending_handoff_id IS NULL) = (pending_to IS NULL)", name="pending_complete"),
+    Index(None, "last_event_at"),
+)
+"""One row per case: who holds it, whether it is open, the handoff in flight."""
+
+case_timeline = Table(
+    "case_timeline",
+    metadata,
+    # Integer on SQLite so the column is the rowid and numbers itself.
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("event_id", Uuid(), nullable=False, unique=True),
+    Column("case_id", Uuid(), nullable=False, index=True),
+    Column("time", UtcDateTime(), nullable=False, comment="The event's own `time`."),
+    Column("event_type", String(64), nullable=False, comment="The event name: handoff-accepted."),
+    Column("agency", String(AGENCY), nullable=True, comment="The emitter; NULL: unknown source."),
+    Column("sequence", Integer, nullable=False),
+    Column("summary", String(300), nullable=False, comment="Built from codes and ids only."),
+    Column("applied", Boolean(), nullable=False),
+    Column("refusal", Text, nullable=True, comment="Why the event was not applied."),
+    Column("handoff_id", Uuid(), nullable=True),
+    Column("escalation_id", Uuid(), nullable=True),
+    Column("escalation_level", Integer, nullable=True),
+    Column("escalation_trigger", String(32), nullable=True),
+    Column("escalation_outcome", String(32), nullable=True),
+)
+"""One row per event seen on `ketenbus.cases`, applied or refused, in the order
+the tracker met them (`id`). No foreign key to `cases`: an event for an unknown
+case is recorded too, as a refusal."""

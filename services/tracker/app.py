@@ -1,0 +1,147 @@
+"""The tracker's Kafka consumer: batches from `ketenbus.cases` into the case store.
+
+A batch subscriber with manual commits (`AckPolicy.NACK_ON_ERROR`): FastStream
+commits the group's offsets after the handler returns, that is after the
+batch's transaction is committed; if the handler raises, the consumer seeks
+back to the batch's first records and the batch comes again. The ledger skips
+the event ids it already recorded, so a replay changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.envelope import CaseEvent
+from contracts.parse import EventRejected, parse_event
+from contracts.registry import AgencyRegistry
+from contracts.topics import CASES
+from services.runtime.kafka import consumer_options, make_broker
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+from services.tracker.ledger import BatchResult, apply_batch
+from services.tracker.state import Refused
+
+MAX_RECORDS = 500
+"""Records per batch: large enough to amortise a transaction, small enough to replay."""
+
+log = get_logger("ketenbus.tracker")
+
+
+async def _records_only(_: Any) -> None:
+    """Skip FastStream's body decoding: the handler parses the raw records itself."""
+
+
+class CaseRecorder:
+    """Parses a batch of records, applies it, and backs off while the store is down."""
+
+    def __init__(self, engine: AsyncEngine, registry: AgencyRegistry) -> None:
+        self.engine = engine
+        self.registry = registry
+        self._failures = 0
+
+    async def record(self, records: Sequence[Any]) -> BatchResult:
+        """Apply the events in `records` (aiokafka ConsumerRecords) in one transaction."""
+        events = [event for record in records if (event := _parse(record)) is not None]
+        try:
+            result = await apply_batch(self.engine, self.registry, events)
+        except Exception as exc:
+            # Raising makes FastStream seek back, so the batch is replayed; the
+            # pause keeps a store outage from turning into a hot loop.
+            self._failures += 1
+            pause = min(0.5 * 2 ** (self._failures - 1), 10.0)
+            log.exception(
+                "batch not recorded, it will be replayed",
+                records=len(records),
+                first=_position(records[0]) if records else None,
+                error=type(exc).__name__,
+                retry_in=pause,
+            )
+            await asyncio.sleep(pause)
+            raise
+        self._failures = 0
+        _log_result(result)
+        return result
+
+
+def _parse(record: Any) -> CaseEvent[Any] | None:
+    try:
+        return parse_event(record.value or b"")
+    except EventRejected as exc:
+        # The router validated everything it wrote here; a record that does not
+        # parse is a bug or a foreign writer, and must not stop the case log.
+        log.error(  # noqa: TRY400 - the code and field say why; a traceback adds nothing
+            "unreadable record on the case log skipped",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason_code=exc.code,
+            field=exc.field,
+        )
+        return None
+
+
+def _position(record: Any) -> str:
+    return f"{record.topic}/{record.partition}@{record.offset}"
+
+
+def _log_result(result: BatchResult) -> None:
+    for event in result.duplicates:
+        log.debug(
+            "event already recorded, skipped",
+            case_id=str(event.subject),
+            event_id=str(event.id),
+            event_type=event.name,
+        )
+    for recorded in result.recorded:
+        event = recorded.event
+        fields = {
+            "case_id": str(event.subject),
+            "event_id": str(event.id),
+            "event_type": event.name,
+            "agency": recorded.emitter,
+        }
+        if isinstance(recorded.decision, Refused):
+            log.warning("event refused", reason=recorded.decision.reason, **fields)
+        else:
+            log.debug("event applied", **fields)
+    log.debug(
+        "batch recorded",
+        applied=result.applied,
+        refused=result.refused,
+        duplicates=len(result.duplicates),
+    )
+
+
+def create_tracker(
+    settings: Settings,
+    registry: AgencyRegistry,
+    engine: AsyncEngine,
+    bootstrap: str,
+    *,
+    group_id: str = "ketenbus-tracker",
+) -> KafkaBroker:
+    """The tracker's broker: one batch subscriber on `ketenbus.cases` in `group_id`."""
+    broker = make_broker(settings, bootstrap, client_id="ketenbus-tracker")
+    recorder = CaseRecorder(engine, registry)
+
+    @broker.subscriber(
+        CASES,
+        batch=True,
+        max_records=MAX_RECORDS,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_records_only,
+        **consumer_options(settings),
+    )
+    async def on_cases(msg: KafkaMessage) -> None:
+        raw: Any = msg.raw_message  # a tuple of ConsumerRecords (a list under TestKafkaBroker)
+        await recorder.record(raw if isinstance(raw, tuple | list) else (raw,))
+
+    return broker

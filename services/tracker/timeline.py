@@ -1,0 +1,149 @@
+"""What the timeline says about an event: a summary and the ids worth indexing.
+
+The summary is built from codes, ids, counts and dates only. Free text in an
+event (reasons, notes, outcomes) is written by case workers and may name the
+citizen, so it stays in the event and never reaches the store or the logs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from contracts.envelope import CaseEvent
+from contracts.events import (
+    CaseClosed,
+    CaseContextUpdated,
+    CaseOpened,
+    DeliveryFailed,
+    EscalationAcknowledged,
+    EscalationRaised,
+    EscalationRequested,
+    EscalationResolved,
+    HandoffAccepted,
+    HandoffExpired,
+    HandoffRejected,
+    HandoffRequested,
+)
+
+SUMMARY_MAX = 300
+"""The width of the timeline's summary column."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineFacts:
+    summary: str
+    handoff_id: UUID | None = None
+    escalation_id: UUID | None = None
+    escalation_level: int | None = None
+    escalation_trigger: str | None = None
+    escalation_outcome: str | None = None
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _context_summary(event: CaseContextUpdated) -> str:
+    context = event.data.context
+    parts = [
+        _plural(len(items), noun)
+        for items, noun in (
+            (context.actions, "action"),
+            (context.promises, "promise"),
+            (context.deadlines, "deadline"),
+        )
+        if items
+    ]
+    kinds = Counter(flag.kind for flag in context.flags)
+    parts += [_plural(count, f"{kind} flag") for kind, count in sorted(kinds.items())]
+    if event.data.escalation_path is not None:
+        parts.append("escalation path")
+    return "context updated: " + ", ".join(parts) if parts else "context updated"
+
+
+def facts_of(event: CaseEvent[Any]) -> TimelineFacts:
+    """The summary and index columns of an event's timeline row."""
+    facts = _facts(event)
+    if len(facts.summary) > SUMMARY_MAX:
+        return replace(facts, summary=facts.summary[: SUMMARY_MAX - 3] + "...")
+    return facts
+
+
+def _facts(event: CaseEvent[Any]) -> TimelineFacts:  # noqa: PLR0911 - one branch per event type
+    if isinstance(event, CaseOpened):
+        return TimelineFacts(f"opened in category {event.data.category}")
+    if isinstance(event, CaseContextUpdated):
+        return TimelineFacts(_context_summary(event))
+    if isinstance(event, HandoffRequested | HandoffAccepted | HandoffRejected | HandoffExpired):
+        return _handoff_facts(event)
+    if isinstance(event, EscalationRequested):
+        level = f" at level {event.data.level}" if event.data.level else ""
+        rule = f" ({event.data.rule_reference})" if event.data.rule_reference else ""
+        return TimelineFacts(
+            f"escalation requested{level}{rule}",
+            escalation_level=event.data.level,
+            escalation_trigger="manual",
+        )
+    if isinstance(event, EscalationRaised | EscalationAcknowledged | EscalationResolved):
+        return _escalation_facts(event)
+    if isinstance(event, CaseClosed):
+        return TimelineFacts("closed")
+    if isinstance(event, DeliveryFailed):
+        return TimelineFacts(f"delivery failed: {event.data.reason_code}")
+    return TimelineFacts(event.name)
+
+
+def _handoff_facts(
+    event: HandoffRequested | HandoffAccepted | HandoffRejected | HandoffExpired,
+) -> TimelineFacts:
+    data = event.data
+    route = f"handoff {data.from_agency} -> {data.to_agency}"
+    if isinstance(event, HandoffRequested):
+        summary = f"{route} requested, deadline {_when(event.data.deadline)}"
+    elif isinstance(event, HandoffAccepted):
+        summary = f"{route} accepted"
+    elif isinstance(event, HandoffRejected):
+        rule = f" ({event.data.rule_reference})" if event.data.rule_reference else ""
+        summary = f"{route} rejected{rule}"
+    else:
+        summary = f"{route} expired at {_when(event.data.deadline)}"
+    return TimelineFacts(summary, handoff_id=data.handoff_id)
+
+
+def _escalation_facts(
+    event: EscalationRaised | EscalationAcknowledged | EscalationResolved,
+) -> TimelineFacts:
+    team = f"{event.data.team.agency}/{event.data.team.team}"
+    if isinstance(event, EscalationRaised):
+        raised = event.data
+        skipped = (
+            f"; level {raised.skipped_level} did not acknowledge" if raised.skipped_level else ""
+        )
+        return TimelineFacts(
+            f"escalation raised: level {raised.level}, {raised.trigger}, team {team}, "
+            f"acknowledge by {_when(raised.acknowledge_by)}{skipped}",
+            escalation_id=raised.escalation_id,
+            escalation_level=raised.level,
+            escalation_trigger=raised.trigger,
+        )
+    if isinstance(event, EscalationAcknowledged):
+        return TimelineFacts(
+            f"escalation acknowledged at level {event.data.level} by {team}",
+            escalation_id=event.data.escalation_id,
+            escalation_level=event.data.level,
+        )
+    resolved = event.data
+    handed = f", handed to {resolved.handoff_to}" if resolved.handoff_to else ""
+    return TimelineFacts(
+        f"escalation resolved: {resolved.outcome} by {team}{handed}",
+        escalation_id=resolved.escalation_id,
+        escalation_outcome=resolved.outcome,
+    )

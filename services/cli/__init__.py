@@ -1,0 +1,38 @@
+"""The `ketenbus` command: run the bus, emit events, inspect cases and contracts.
+
+Each verb lives in its own module; this one builds the Typer app and turns
+errors a user can act on into one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from contracts.parse import EventRejected
+from contracts.registry import RegistryInvalid
+from services.cli import bench_cmd, broker_cmd, cases_cmd, contracts_cmd, emit_cmd, up_cmd
+from services.runtime.errors import UserError
+
+app = typer.Typer(
+    name="ketenbus",
+    help="Ketenbus: the inter-agency event bus for cross-government case handoffs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for module in (up_cmd, broker_cmd, emit_cmd, cases_cmd, bench_cmd):
+    module.register(app)
+app.add_typer(contracts_cmd.app, name="contracts")
+
+
+def main() -> None:
+    """Entry point of the `ketenbus` console script."""
+    try:
+        app(standalone_mode=True)
+    except (UserError, RegistryInvalid, EventRejected, OSError) as exc:
+        print(f"ketenbus: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

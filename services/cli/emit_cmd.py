@@ -1,0 +1,88 @@
+"""`ketenbus emit`: publish events to an agency's outbox, as that agency's system would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from contracts import topics
+from contracts.parse import parse_event
+from services.runtime.errors import UserError
+from services.runtime.settings import Settings
+
+
+def _read_events(source: str) -> list[bytes]:
+    """One JSON event, or JSON lines with one event each."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        json.loads(text)
+    except ValueError:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) > 1:
+            return [line.encode() for line in lines]
+    return [text.strip().encode()]
+
+
+def emit(
+    source: str = typer.Argument("-", metavar="[FILE|-]", help="The event(s); - reads stdin."),
+    as_agency: str = typer.Option(..., "--as", metavar="CODE", help="The emitting agency's code."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Send even if it does not validate (to see the bus refuse it)."
+    ),
+) -> None:
+    """Publish one event (or JSON lines) to `agency.CODE.outbox`, keyed by its case id."""
+    from aiokafka import AIOKafkaProducer
+
+    from services.runtime.registry_file import load_registry
+
+    settings = Settings()
+    if load_registry(settings.registry).agency(as_agency) is None:
+        raise UserError(f"agency {as_agency!r} is not in the registry ({settings.registry})")
+    messages: list[tuple[bytes | None, bytes]] = []
+    for number, value in enumerate(_read_events(source), 1):
+        key: bytes | None = None
+        try:
+            key = str(parse_event(value).subject).encode()
+        except ValueError as exc:
+            if not raw:
+                raise UserError(
+                    f"event {number} is not valid ({exc}); --raw sends it anyway"
+                ) from None
+        messages.append((key, value))
+    bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", request_timeout_ms=10_000
+        )
+        try:
+            await asyncio.wait_for(producer.start(), 15)
+        except Exception:  # noqa: BLE001 - any failure to connect is reported in one line
+            await producer.stop()
+            raise UserError(
+                f"no Kafka broker answers on {bootstrap}; is `ketenbus up` running?"
+            ) from None
+        try:
+            for key, value in messages:
+                meta = await producer.send_and_wait(
+                    topics.outbox(as_agency),
+                    value,
+                    key=key,
+                    headers=[("content-type", b"application/cloudevents+json")],
+                )
+                print(f"sent to {meta.topic} partition {meta.partition} offset {meta.offset}")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(emit)

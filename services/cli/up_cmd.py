@@ -1,0 +1,44 @@
+"""`ketenbus up` and `ketenbus demo`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from services.runtime.logging import configure
+from services.runtime.settings import Settings
+
+
+def up(
+    demo: bool = typer.Option(False, "--demo", help="Also run the simulated agencies."),
+) -> None:
+    """Run the bus: the embedded broker (unless KETENBUS_KAFKA_BOOTSTRAP is set),
+    router, tracker and the console's /healthz."""
+    from services.runtime.supervisor import run_bus
+
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+    asyncio.run(run_bus(settings, demo=demo))
+
+
+def demo(
+    cases: int = typer.Option(
+        0, "--cases", min=0, help="Stop after opening this many (0: no limit)."
+    ),
+    interval: float = typer.Option(1.5, "--interval", min=0.01, help="Seconds between new cases."),
+) -> None:
+    """Simulate agencies on a running bus: open cases, hand them off, accept and reject."""
+    from services.demo.agencies import run_demo
+    from services.runtime.registry_file import load_registry
+
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+    registry = load_registry(settings.registry)
+    bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
+    asyncio.run(run_demo(registry, bootstrap, cases=cases or None, interval=interval))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(demo)

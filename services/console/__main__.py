@@ -1,0 +1,26 @@
+"""`python -m services.console`: serve the console against KETENBUS_KAFKA_BOOTSTRAP."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from services.console.app import create_console
+from services.runtime.logging import configure
+from services.runtime.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+    if not settings.kafka_bootstrap:
+        sys.exit(
+            "ketenbus console: set KETENBUS_KAFKA_BOOTSTRAP, or start the bus with `ketenbus up`"
+        )
+    app = create_console(settings.kafka_bootstrap, settings.health_targets)
+    uvicorn.run(app, host=settings.console_host, port=settings.console_port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Every verb answers --help, and a user error is one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KETENBUS = [sys.executable, "-c", "from services.cli import main; main()"]
+VERBS = [
+    ["up"],
+    ["broker"],
+    ["demo"],
+    ["emit"],
+    ["case"],
+    ["cases"],
+    ["contracts"],
+    ["contracts", "export"],
+    ["contracts", "check"],
+    ["bench"],
+    ["bench", "router"],
+]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KETENBUS, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        input=stdin,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_every_verb_has_help(verb: list[str]) -> None:
+    result = run(*verb, "--help")
+
+    assert 0 == result.returncode, result.stderr
+    assert "Usage" in result.stdout
+
+
+def _one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
+    assert 0 != result.returncode
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert 1 == len(lines), result.stderr
+    return lines[0]
+
+
+def test_a_broker_port_already_taken_is_reported_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        line = _one_line_failure(run("broker", "--port", str(port)))
+
+    assert f"port {port}" in line
+    assert "already in use" in line
+
+
+def test_emitting_as_an_unknown_agency_is_refused() -> None:
+    line = _one_line_failure(run("emit", "--as", "nobody", "-", stdin="{}"))
+
+    assert "'nobody' is not in the registry" in line
+
+
+def test_emitting_an_invalid_event_names_the_field(tmp_path: Path) -> None:
+    line = _one_line_failure(run("emit", "--as", "belastingdienst", "-", stdin='{"type": 1}'))
+
+    assert "event 1 is not valid" in line
+    assert "type" in line
+
+
+def test_an_invalid_registry_stops_start_up_naming_the_entry(tmp_path: Path) -> None:
+    registry = Path(__file__).resolve().parents[3] / "deploy" / "agencies.yaml"
+    broken = tmp_path / "agencies.yaml"
+    broken.write_text(registry.read_text().replace('"00000099000000000013"', '"13"'))
+    env = {"KETENBUS_REGISTRY": str(broken), "PATH": "/usr/bin:/bin"}
+
+    line = _one_line_failure(run("emit", "--as", "uwv", "-", env=env, stdin="{}"))
+
+    assert "agencies[2] (uwv).oin" in line

@@ -14,6 +14,8 @@ from contracts.parse import EventRejected
 from contracts.registry import RegistryInvalid
 from services.cli import bench_cmd, broker_cmd, cases_cmd, contracts_cmd, emit_cmd, up_cmd
 from services.runtime.errors import UserError
+from services.runtime.logging import configure
+from services.runtime.settings import Settings
 
 app = typer.Typer(
     name="ketenbus",
@@ -22,6 +24,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _logging() -> None:
+    """Every verb logs the same way: KETENBUS_LOG_LEVEL and KETENBUS_LOG_FORMAT."""
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+
+
 for module in (up_cmd, broker_cmd, emit_cmd, cases_cmd, bench_cmd):
     module.register(app)
 app.add_typer(contracts_cmd.app, name="contracts")

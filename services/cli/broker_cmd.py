@@ -8,7 +8,6 @@ import sys
 
 import typer
 
-from services.runtime.logging import configure
 from services.runtime.settings import Settings
 
 
@@ -23,7 +22,6 @@ def broker(
     from services.runtime.topics import bus_topics, ensure_topics
 
     settings = Settings()
-    configure(settings.log_level, settings.log_format)
     registry = load_registry(settings.registry)
     names = bus_topics(registry)
 

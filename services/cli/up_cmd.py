@@ -6,7 +6,6 @@ import asyncio
 
 import typer
 
-from services.runtime.logging import configure
 from services.runtime.settings import Settings
 
 
@@ -18,7 +17,6 @@ def up(
     from services.runtime.supervisor import run_bus
 
     settings = Settings()
-    configure(settings.log_level, settings.log_format)
     asyncio.run(run_bus(settings, demo=demo))
 
 
@@ -33,7 +31,6 @@ def demo(
     from services.runtime.registry_file import load_registry
 
     settings = Settings()
-    configure(settings.log_level, settings.log_format)
     registry = load_registry(settings.registry)
     bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
     asyncio.run(run_demo(registry, bootstrap, cases=cases or None, interval=interval))

@@ -107,7 +107,9 @@ class CaseRouting:
             )
         if event.name not in agency.emits:
             return ("unauthorised-type", f"type: agency {agency.code!r} may not emit {event.name}")
-        if message.key != str(event.subject).encode():
+        case_key = str(event.subject).encode()
+        # Tools that write JSON keys (Kafka Connect, tansu cat) send the id as a JSON string.
+        if message.key != case_key and message.key != b'"' + case_key + b'"':
             return (
                 "wrong-key",
                 "(key): the message key must be the case id (subject), "
@@ -140,6 +142,7 @@ class CaseRouting:
             reason=reason,
             case_id=str(case_id),
             event_id=str(event.id) if event is not None else None,
+            correlation_id=str(event.correlationid) if event is not None else None,
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,

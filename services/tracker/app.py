@@ -104,6 +104,7 @@ def _log_result(result: BatchResult) -> None:
         fields = {
             "case_id": str(event.subject),
             "event_id": str(event.id),
+            "correlation_id": str(event.correlationid),
             "event_type": event.name,
             "agency": recorded.emitter,
         }

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from services.runtime.embedded import free_port
 
 KETENBUS = [sys.executable, "-c", "from services.cli import main; main()"]
 VERBS = [
@@ -89,3 +92,34 @@ def test_an_invalid_registry_stops_start_up_naming_the_entry(tmp_path: Path) -> 
     line = _one_line_failure(run("emit", "--as", "uwv", "-", env=env, stdin="{}"))
 
     assert "agencies[2] (uwv).oin" in line
+
+
+def test_the_broker_verb_serves_kafka_and_stops_cleanly_on_sigterm() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*KETENBUS, "broker", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        ready = ""
+        for _ in range(10):  # a few log lines come first
+            ready = process.stderr.readline()
+            if "broker on" in ready:
+                break
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        assert process.stderr is not None
+        process.stderr.close()
+
+    assert f"broker on 127.0.0.1:{port}" in ready
+    assert 0 == code
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", port), timeout=1),
+    ):
+        pass

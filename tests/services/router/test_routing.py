@@ -87,3 +87,15 @@ def test_a_topic_that_is_no_registered_outbox_is_refused_without_a_notice(
 
     assert [topics.DLQ] == [o.topic for o in out]
     assert "unknown-agency" == out[0].headers[topics.DLQ_REASON_CODE]
+
+
+def test_a_case_id_key_written_as_a_json_string_is_accepted(registry: AgencyRegistry) -> None:
+    case_id = uuid.uuid4()
+    message = OutboxMessage(
+        topics.outbox("belastingdienst"), 0, 1, f'"{case_id}"'.encode(), _handoff(registry, case_id)
+    )
+
+    out = CaseRouting(registry).route(message)
+
+    assert [topics.CASES, topics.inbox("gm0363")] == [o.topic for o in out]
+    assert str(case_id).encode() == out[0].key

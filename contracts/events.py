@@ -103,6 +103,11 @@ class EscalationRaise(BaseModel):
     )
     skip_reason: ShortText | None = None
     flag: CaseFlag | None = None
+    agency_pair: list[AgencyCode] = Field(
+        default_factory=list,
+        max_length=2,
+        description="The agencies the case is stuck between (handoff sender, receiver), if any.",
+    )
 
 
 class EscalationAcknowledgement(BaseModel):

@@ -118,6 +118,8 @@ case_timeline = Table(
     Column("escalation_level", Integer, nullable=True),
     Column("escalation_trigger", String(32), nullable=True),
     Column("escalation_outcome", String(32), nullable=True),
+    Column("rule_reference", String(200), nullable=True, comment="Law or rule an agency cited."),
+    Column("agency_pair", String(2 * AGENCY + 1), nullable=True, comment="`from>to` of a stall."),
 )
 """One row per event seen on `ketenbus.cases`, applied or refused, in the order
 the tracker met them (`id`). No foreign key to `cases`: an event for an unknown

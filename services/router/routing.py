@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -60,6 +61,7 @@ class CaseRouting:
         self.registry = registry
         self.stats = RoutingStats()
         self._notice_source = source_urn(registry.operator.oin, "ketenbus-router")
+        self._debug = log.is_enabled_for(logging.DEBUG)
         self._subscribers: dict[str, tuple[str, ...]] = {
             name: tuple(agency.code for agency, _ in registry.subscribers(name))
             for name in EVENT_CLASSES
@@ -78,7 +80,8 @@ class CaseRouting:
         if problem is not None:
             return self._reject(message, agency, event, *problem)
         self.stats.routed += 1
-        key = str(event.subject).encode()
+        case_id = str(event.subject)
+        key = case_id.encode()
         headers = {"content-type": CONTENT_TYPE}
         chain = str(event.correlationid)
         out = [Outgoing(topics.CASES, key, message.value, headers, chain)]
@@ -86,14 +89,15 @@ class CaseRouting:
             Outgoing(topics.inbox(code), key, message.value, headers, chain)
             for code in self._receivers(event, agency.code)
         ]
-        log.debug(
-            "event routed",
-            case_id=str(event.subject),
-            event_id=str(event.id),
-            correlation_id=str(event.correlationid),
-            type=event.name,
-            receivers=len(out) - 1,
-        )
+        if self._debug:  # one line per event is for debugging only, and costs at full rate
+            log.debug(
+                "event routed",
+                case_id=case_id,
+                event_id=str(event.id),
+                correlation_id=chain,
+                type=event.name,
+                receivers=len(out) - 1,
+            )
         return out
 
     def _refusal(

@@ -33,8 +33,8 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
-PROJECT_SERVICES = ("kafka-init", "router", "tracker", "console")
-SERVICES_WITH_OWN_HEALTH = ("router", "tracker")
+PROJECT_SERVICES = ("kafka-init", "router", "tracker", "escalation", "console")
+SERVICES_WITH_OWN_HEALTH = ("router", "tracker", "escalation")
 INIT_MODULE = "services.runtime.topics"
 PASSWORD_VARIABLE = "KETENBUS_DB_PASSWORD"
 INTERPOLATED_PASSWORD = re.compile(r"^\$\{" + PASSWORD_VARIABLE + r"(:\?[^}]+)?\}$")
@@ -288,10 +288,15 @@ def test_services_start_after_their_prerequisites_with_conditions() -> None:
             "kafka-init": "service_completed_successfully",
             "postgres": "service_healthy",
         },
+        "escalation": {
+            "kafka-init": "service_completed_successfully",
+            "postgres": "service_healthy",
+        },
         "console": {
             "kafka-init": "service_completed_successfully",
             "router": "service_started",
             "tracker": "service_started",
+            "escalation": "service_started",
         },
     }
 
@@ -365,9 +370,10 @@ def test_only_the_console_publishes_a_port() -> None:
     assert {"console"} == publishing
 
 
-def test_tracker_database_url_points_to_the_postgres_service_and_database() -> None:
+@pytest.mark.parametrize("service", ["tracker", "escalation"])
+def test_the_store_url_points_to_the_postgres_service_and_database(service: str) -> None:
     postgres = _environment("postgres")
-    url = urlsplit(_environment("tracker")["KETENBUS_DATABASE_URL"])
+    url = urlsplit(_environment(service)["KETENBUS_DATABASE_URL"])
 
     assert "postgresql+asyncpg" == url.scheme
     assert "postgres" == url.hostname

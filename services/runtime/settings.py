@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts._types import PositiveDuration
+
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -52,6 +54,20 @@ class Settings(BaseSettings):
         default="auto", description="auto: readable on a terminal, JSON otherwise."
     )
     log_level: str = Field(default="INFO", description="Minimum log level.")
+    ping_pong_limit: int = Field(
+        default=3, ge=1, description="Rejections of one case before it is escalated (ping-pong)."
+    )
+    escalation_repeat: PositiveDuration | None = Field(
+        default=None,
+        description="How often an unacknowledged top level is raised again, as an ISO 8601 "
+        "duration (PT1H); unset: the top level's own acknowledge_within.",
+    )
+    timer_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Real seconds a claimed escalation timer is reserved for one instance; "
+        "after that another instance may fire it.",
+    )
 
     @cached_property
     def database(self) -> str:

@@ -9,7 +9,9 @@ failing half-way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -132,8 +134,23 @@ async def migrate(engine_or_url: AsyncEngine | str) -> None:
     """
     engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
-        async with migration_transaction(engine) as connection:
+        # Alembic keeps its migration context in module globals, so two upgrades
+        # in one process must not interleave; the database lock covers processes.
+        async with _process_lock(), migration_transaction(engine) as connection:
             await connection.run_sync(_upgrade_head)
     finally:
         if isinstance(engine_or_url, str):
             await engine.dispose()
+
+
+_PROCESS_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _process_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _PROCESS_LOCKS.get(loop)
+    if lock is None:
+        lock = _PROCESS_LOCKS[loop] = asyncio.Lock()
+    return lock

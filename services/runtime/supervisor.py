@@ -25,7 +25,7 @@ from services.runtime.topics import bus_topics, ensure_topics
 
 log = get_logger("ketenbus.up")
 
-SERVICES = ("router", "tracker")
+SERVICES = ("router", "tracker", "escalation")
 
 
 @dataclass

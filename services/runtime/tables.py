@@ -1,4 +1,4 @@
-"""The tracker's tables: the current state of each case and the timeline of its events.
+"""The store's tables: the tracker's cases and timeline, the escalation service's own state.
 
 One `MetaData` for the whole store, so Alembic can compare it with the migrations.
 The types are portable between SQLite (development, tests) and PostgreSQL
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -22,10 +23,13 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -124,3 +128,125 @@ case_timeline = Table(
 """One row per event seen on `ketenbus.cases`, applied or refused, in the order
 the tracker met them (`id`). No foreign key to `cases`: an event for an unknown
 case is recorded too, as a refusal."""
+
+
+# The escalation service's own state. It keeps its own view of each case (the
+# tracker's tables belong to the tracker) so the two services never write the
+# same rows; both follow the same case log.
+
+TEAM = 48
+"""Room for a team code (`[a-z][a-z0-9-]{1,47}`)."""
+
+ESCALATION_TRIGGERS = ("handoff-expired", "idle", "ping-pong", "hardship", "manual")
+ESCALATION_STATUSES = ("raised", "acknowledged", "resolved", "withdrawn")
+TIMER_KINDS = ("handoff-deadline", "idle", "acknowledge", "top-repeat")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+escalation_cases = Table(
+    "escalation_cases",
+    metadata,
+    Column("case_id", Uuid(), primary_key=True),
+    Column("category", String(48), nullable=False),
+    Column("holder", String(AGENCY), nullable=False),
+    Column("holders", JSON(), nullable=False, comment="Every agency that has held the case."),
+    Column("status", String(8), nullable=False),
+    Column("pending_handoff_id", Uuid(), nullable=True),
+    Column("pending_from", String(AGENCY), nullable=True),
+    Column("pending_to", String(AGENCY), nullable=True),
+    Column("pending_deadline", UtcDateTime(), nullable=True),
+    Column("rejections", Integer, nullable=False, comment="Handoffs of the case rejected."),
+    Column(
+        "rejections_escalated",
+        Integer,
+        nullable=False,
+        comment="Rejections counted when ping-pong was last escalated.",
+    ),
+    Column(
+        "escalation_path",
+        JSON(),
+        nullable=True,
+        comment="The case's own path (wire JSON); NULL: the category's default.",
+    ),
+    Column("correlation_id", Uuid(), nullable=False, comment="The case chain."),
+    Column("sequence", Integer, nullable=False, comment="The last sequence the service used."),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column(
+        "last_event_at",
+        UtcDateTime(),
+        nullable=False,
+        comment="The latest time of an agency's event on the case (idle detection).",
+    ),
+    CheckConstraint("status IN ('open', 'closed')", name="status"),
+)
+"""The escalation service's view of each case: holder, handoff in flight, bounces, path."""
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("escalation_id", Uuid(), primary_key=True),
+    Column("case_id", Uuid(), nullable=False, index=True),
+    Column("trigger", String(16), nullable=False),
+    Column("cause", String(300), nullable=False, comment="Built from codes, never free text."),
+    Column("rule_reference", String(200), nullable=True),
+    Column("agency_pair", String(2 * AGENCY + 1), nullable=True, comment="`from>to` of a stall."),
+    Column("flag_kind", String(16), nullable=True, comment="hardship or vulnerability, if any."),
+    Column("level", Integer, nullable=False, comment="The level alerted last."),
+    Column("team_agency", String(AGENCY), nullable=False),
+    Column("team", String(TEAM), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("raised_at", UtcDateTime(), nullable=False, comment="When it was first raised."),
+    Column("alerted_at", UtcDateTime(), nullable=False, comment="When `level` was alerted."),
+    Column("acknowledge_by", UtcDateTime(), nullable=False),
+    Column("raises", Integer, nullable=False, comment="escalation-raised events sent for it."),
+    Column("last_raised_id", Uuid(), nullable=False, comment="The latest escalation-raised."),
+    Column("acknowledged_at", UtcDateTime(), nullable=True),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("outcome", String(32), nullable=True),
+    CheckConstraint(_one_of("trigger", ESCALATION_TRIGGERS), name="trigger"),
+    CheckConstraint(_one_of("status", ESCALATION_STATUSES), name="status"),
+)
+"""One row per escalation: its cause, the level and team alerted, and how it ended.
+`withdrawn`: the case was closed before the escalation was resolved."""
+
+escalation_timers = Table(
+    "escalation_timers",
+    metadata,
+    Column("id", Uuid(), nullable=False, comment="Derived from kind, ref and due_at."),
+    Column("case_id", Uuid(), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column(
+        "ref",
+        Uuid(),
+        nullable=False,
+        comment="The handoff (handoff-deadline), case (idle) or escalation it is for.",
+    ),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("causation_id", Uuid(), nullable=True, comment="The event that set the timer."),
+    Column("claimed_by", String(64), nullable=True, comment="The instance firing it."),
+    Column("claimed_until", UtcDateTime(), nullable=True, comment="Its lease, in real time."),
+    Column("fired_at", UtcDateTime(), nullable=True),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("ref", "kind", "due_at"),
+    CheckConstraint(_one_of("kind", TIMER_KINDS), name="kind"),
+    Index(
+        "ix_escalation_timers_unfired_due",
+        "due_at",
+        sqlite_where=text("fired_at IS NULL"),
+        postgresql_where=text("fired_at IS NULL"),
+    ),
+)
+"""Durable deadlines. A timer is set at most once (the unique rule), claimed by
+one instance at a time (a lease), and fired once (`fired_at`). The partial
+index holds the unfired timers only, so finding the due ones stays cheap
+however many have fired."""
+
+escalation_seen_events = Table(
+    "escalation_seen_events",
+    metadata,
+    Column("event_id", Uuid(), primary_key=True),
+)
+"""Every case-log event id the escalation service has applied (idempotency)."""

@@ -85,7 +85,7 @@ def test_up_with_demo_is_healthy_moves_cases_and_stops_everything(tmp_path: Path
         log.close()
 
     assert "up" == health["status"]
-    assert {"router", "tracker"} == set(health["services"])  # type: ignore[arg-type]
+    assert {"router", "tracker", "escalation"} == set(health["services"])  # type: ignore[arg-type]
     assert "up" == health["broker"]["state"]  # type: ignore[index]
     assert "open" == case["status"] or "closed" == case["status"]
     assert 0 == code

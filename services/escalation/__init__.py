@@ -1,0 +1,36 @@
+"""The escalation service: no case stalls unseen between two agencies.
+
+Consumes: `ketenbus.cases` (the validated case log), in batches, as consumer
+group `ketenbus-escalation`.
+
+Produces, as `urn:nld:oin:<operator OIN>:systeem:ketenbus-escalation`:
+- `escalation-raised` to `ketenbus.escalations` (key = case id), to
+  `ketenbus.cases` (so the tracker shows it on the case's timeline) and to the
+  inbox of the alerted team's agency;
+- `handoff-expired` to `ketenbus.cases` and the inboxes of both handoff parties;
+- for a refused `escalation-requested` (from an agency that never held the
+  case): the record to `ketenbus.dlq`, with the reason in the `ketenbus-*`
+  headers and `ketenbus-rejected-by: escalation`, and `delivery-failed` to the
+  sender's inbox. Nothing is raised for it.
+
+Triggers: a handoff unanswered at its deadline; a case with no agency event
+for its category's idle limit; the `ping_pong_limit`-th rejection; a hardship
+or vulnerability flag (at the level the flag asks for); a request by an agency
+that holds or has held the case. One escalation per trigger and case is open
+at a time. Each climbs the case's escalation path (its own, else the
+category's) while unacknowledged, and the top level is alerted again every
+`escalation_repeat` until acknowledged.
+
+Guarantees:
+- offsets are committed only after the batch's state change is committed and
+  what it produced is acknowledged by Kafka; a replay is skipped by event id;
+- timers live in the database, survive restarts and fire exactly once across
+  instances (claimed under a lease); every event the service emits has an id
+  derived (uuid5) from the timer or event that caused it, so a re-fire after
+  a crash repeats the same ids and is deduplicated downstream;
+- all time comes from one `Clock`, so a simulation can run it faster.
+"""
+
+from services.escalation.service import EscalationService
+
+__all__ = ["EscalationService"]

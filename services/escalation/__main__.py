@@ -1,0 +1,63 @@
+"""`python -m services.escalation`: run the escalation service on the configured Kafka and store.
+
+`run_service` starts the broker (retrying while Kafka is away) and stops it on
+a signal; the timer loop is started before it and waits for the broker to
+run, and is stopped after it, before the engine is disposed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from contracts.registry import RegistryInvalid
+from services.escalation.service import EscalationService
+from services.runtime.logging import configure
+from services.runtime.registry_file import load_registry
+from services.runtime.service import run_service
+from services.runtime.settings import Settings
+from services.runtime.store import make_engine, migrate
+
+
+async def _run(settings: Settings, bootstrap: str) -> None:
+    registry = load_registry(settings.registry)
+    engine = make_engine(settings.database)
+    try:
+        await migrate(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    service = EscalationService(settings, registry, engine, bootstrap)
+
+    async def after_stop() -> None:
+        await service.stop_timers()
+        await engine.dispose()
+
+    await run_service(
+        "escalation",
+        service.broker,
+        settings,
+        before_start=service.start_timers,
+        after_stop=after_stop,
+    )
+
+
+def main() -> None:
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        sys.exit(
+            "ketenbus-escalation: KETENBUS_KAFKA_BOOTSTRAP is not set; set it to the Kafka "
+            "bootstrap servers, or run the whole bus with `ketenbus up`"
+        )
+    try:
+        asyncio.run(_run(settings, bootstrap))
+    except RegistryInvalid as exc:
+        sys.exit(f"ketenbus-escalation: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

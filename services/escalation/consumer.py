@@ -1,0 +1,107 @@
+"""Batches from the case log into escalation state, in one transaction, then commit offsets.
+
+Per batch: skip event ids applied before; lock the cases the batch touches;
+apply each event's rules; write cases, escalations, timers and the seen ids;
+produce what the rules emitted (escalations raised at once, refusals) and wait
+for Kafka's acks; then commit the transaction. FastStream commits the offsets
+only after the handler returns (`AckPolicy.NACK_ON_ERROR`), so:
+- producing fails: the transaction rolls back and the batch comes again;
+- the commit fails after producing: the batch comes again and emits the same
+  events again, under the same derived ids, which consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.envelope import CaseEvent
+from contracts.parse import EventRejected, parse_event
+from services.escalation import store
+from services.escalation.levels import Context
+from services.escalation.messages import Origin, Outgoing
+from services.escalation.react import react
+from services.escalation.workspace import Workspace, log, log_notes
+from services.runtime.store import write_transaction
+from services.tracker.state import emitter_of
+
+Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
+
+
+class CaseLogConsumer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        context: Callable[[], Context],
+        publish: Publish,
+        on_timers_set: Callable[[datetime], None],
+    ) -> None:
+        self.engine = engine
+        self.context = context
+        self.publish = publish
+        self.on_timers_set = on_timers_set
+        self._failures = 0
+
+    async def handle(self, records: Sequence[Any]) -> None:
+        """Apply a batch of aiokafka ConsumerRecords; raise to have it redelivered."""
+        parsed = [(record, event) for record in records if (event := _parse(record)) is not None]
+        try:
+            ws = await self._apply(parsed)
+        except Exception as exc:
+            # Raising makes FastStream seek back; the pause keeps an outage from a hot loop.
+            self._failures += 1
+            pause = min(0.5 * 2 ** (self._failures - 1), 10.0)
+            log.exception(
+                "batch not applied, it will be redelivered",
+                records=len(records),
+                error=type(exc).__name__,
+                retry_in=pause,
+            )
+            await asyncio.sleep(pause)
+            raise
+        self._failures = 0
+        if ws is not None:
+            log_notes(ws)
+            if ws.timers:
+                self.on_timers_set(min(timer.due_at for timer in ws.timers.values()))
+
+    async def _apply(self, parsed: list[tuple[Any, CaseEvent[Any]]]) -> Workspace | None:
+        fresh: dict[UUID, tuple[Any, CaseEvent[Any]]] = {}
+        for record, event in parsed:
+            fresh.setdefault(event.id, (record, event))
+        if not fresh:
+            return None
+        ctx = self.context()
+        async with write_transaction(self.engine) as connection:
+            ws = await store.load(connection, {e.subject for _, e in fresh.values()}, lock=True)
+            seen = await store.seen_ids(connection, list(fresh))
+            new = [item for key, item in fresh.items() if key not in seen]
+            for record, event in new:
+                origin = Origin(
+                    record.topic, record.partition, record.offset, record.key, record.value
+                )
+                react(ws, ctx, event, emitter_of(event.source, ctx.registry), origin)
+            await store.save(connection, ws, [event.id for _, event in new])
+            await self.publish(ws.outbox)
+        return ws
+
+
+def _parse(record: Any) -> CaseEvent[Any] | None:
+    try:
+        return parse_event(record.value or b"")
+    except EventRejected as exc:
+        # The router validated everything on the case log; this is a foreign writer or a bug.
+        log.error(
+            "unreadable record on the case log skipped",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason_code=exc.code,
+            field=exc.field,
+        )
+        return None

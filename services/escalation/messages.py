@@ -1,0 +1,130 @@
+"""Where each event the service emits goes, and producing them with the broker's ack.
+
+An alert goes to three places: `ketenbus.escalations` (the teams' and the
+console's feed), `ketenbus.cases` (so the tracker puts it on the case's
+timeline) and the inbox of the alerted team's agency. An expiry goes to the
+case log and to both parties of the handoff. A refused request goes, as it
+came, to the dead-letter topic, and the sender is told in its inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from contracts import topics
+from contracts.envelope import CONTENT_TYPE, CaseEvent
+from contracts.events import DeliveryFailed, DeliveryFailure, EscalationRaised, HandoffExpired
+from services.escalation.model import derived_id
+
+REJECTED_BY = "escalation"
+"""The `ketenbus-rejected-by` header of the service's dead letters."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a case-log record was read: what a dead letter and a notice point back to."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def _to(topic: str, event: CaseEvent[Any]) -> Outgoing:
+    return Outgoing(
+        topic,
+        str(event.subject).encode(),
+        event.to_json(),
+        {"content-type": CONTENT_TYPE},
+        str(event.correlationid),
+    )
+
+
+def raised_messages(event: EscalationRaised) -> list[Outgoing]:
+    team_agency = event.data.team.agency
+    return [
+        _to(topics.ESCALATIONS, event),
+        _to(topics.CASES, event),
+        _to(topics.inbox(team_agency), event),
+    ]
+
+
+def expired_messages(event: HandoffExpired) -> list[Outgoing]:
+    parties = dict.fromkeys((event.data.from_agency, event.data.to_agency))
+    return [_to(topics.CASES, event), *(_to(topics.inbox(code), event) for code in parties)]
+
+
+def refusal_messages(
+    origin: Origin,
+    event: CaseEvent[Any],
+    *,
+    sender: str,
+    code: str,
+    reason: str,
+    source: str,
+    now: datetime,
+) -> list[Outgoing]:
+    """The dead letter (the record as it was) and the sender's `delivery-failed` notice."""
+    headers = {
+        topics.DLQ_REASON: reason,
+        topics.DLQ_REASON_CODE: code,
+        topics.DLQ_ORIGIN_TOPIC: origin.topic,
+        topics.DLQ_ORIGIN_PARTITION: str(origin.partition),
+        topics.DLQ_ORIGIN_OFFSET: str(origin.offset),
+        topics.DLQ_REJECTED_BY: REJECTED_BY,
+    }
+    notice = DeliveryFailed.new(
+        source=source,
+        case_id=event.subject,
+        correlationid=event.correlationid,
+        causationid=event.id,
+        time=now,
+        data=DeliveryFailure(
+            reason_code=code,
+            reason=reason,
+            rejected_event_id=str(event.id),
+            topic=origin.topic,
+            partition=origin.partition,
+            offset=origin.offset,
+        ),
+    )
+    # Derived from the refused event, so a replayed refusal is the same notice.
+    notice = notice.model_copy(update={"id": derived_id(event.id, "delivery-failed")})
+    return [
+        Outgoing(topics.DLQ, origin.key, origin.value, headers, str(event.correlationid)),
+        _to(topics.inbox(sender), notice),
+    ]
+
+
+async def publish_all(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None:
+    """Produce `messages` in order and return once Kafka has acknowledged every one."""
+    pending = [
+        await broker.publish(
+            message.value,
+            message.topic,
+            key=message.key,
+            headers=message.headers,
+            correlation_id=message.correlation_id,
+            no_confirm=True,
+        )
+        for message in messages
+    ]
+    await asyncio.gather(*pending)

@@ -1,0 +1,170 @@
+"""What one case-log event does to escalations: the triggers that act at once, and timers.
+
+The case itself moves by the tracker's state machine (`services.tracker.state`),
+so this service and the tracker agree on who holds a case and which handoff
+is pending. On top of that:
+- a handoff request sets a deadline timer; an answer cancels it;
+- every agency event moves the case's idle timer to its time + idle limit
+  (the bus's own events are not activity: they must not keep a case "alive");
+- the `ping_pong_limit`-th rejection since the last ping-pong escalation,
+  a hardship or vulnerability flag, and an escalation request by an agency
+  that holds or has held the case raise an escalation at once;
+- a request from any other agency is refused: dead letter and notice;
+- acknowledging stops the climb; resolving clears every timer of the
+  escalation; closing the case clears every timer of the case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts.case import CaseFlag
+from contracts.envelope import CaseEvent
+from contracts.events import (
+    CaseClosed,
+    CaseContextUpdated,
+    CaseOpened,
+    EscalationAcknowledged,
+    EscalationRequested,
+    EscalationResolved,
+    HandoffRejected,
+    HandoffRequested,
+)
+from services.escalation.asks import answer, manual, refused
+from services.escalation.levels import Cause, Context, raise_escalation
+from services.escalation.messages import Origin
+from services.escalation.model import CaseFile, Timer
+from services.escalation.workspace import Cancel, Workspace
+from services.tracker.state import OPERATOR, Applied, CaseState, decide
+
+
+def react(
+    ws: Workspace, ctx: Context, event: CaseEvent[Any], emitter: str | None, origin: Origin
+) -> None:
+    """Apply one event from the case log, emitted by `emitter` (None: not in the registry)."""
+    if emitter is None or emitter == OPERATOR:
+        return  # foreign sources are the tracker's to record; the bus's own events are ours
+    file = ws.files.get(event.subject)
+    if isinstance(event, EscalationRequested) and refused(
+        ws, ctx, event=event, emitter=emitter, file=file, origin=origin
+    ):
+        return
+    if file is None:
+        if isinstance(event, CaseOpened):
+            _open(ws, ctx, event, emitter)
+        return
+    before = file.state
+    decision = decide(before, event, emitter, path=_deciders(ctx, file))
+    if not isinstance(decision, Applied):
+        return  # the tracker refuses it too: it changes nothing
+    file.state = decision.state
+    ws.touch(file)
+    _follow(ws, file, before, event)
+    if isinstance(event, CaseClosed):
+        _close(ws, file, event)
+        return
+    if isinstance(event, CaseContextUpdated):
+        if event.data.escalation_path is not None:
+            file.path = event.data.escalation_path
+        _flags(ws, ctx, file, event.data.context.flags, event)
+    elif isinstance(event, HandoffRequested):
+        ws.schedule(
+            Timer.new(
+                "handoff-deadline",
+                file.case_id,
+                event.data.handoff_id,
+                event.data.deadline,
+                event.id,
+            )
+        )
+    elif isinstance(event, HandoffRejected):
+        _ping_pong(ws, ctx, file, event)
+    elif isinstance(event, EscalationRequested):
+        manual(ws, ctx, file, event, emitter)
+    elif isinstance(event, EscalationAcknowledged | EscalationResolved):
+        answer(ws, file, event, emitter)
+    _idle(ws, ctx, file, before, event)
+
+
+def _deciders(ctx: Context, file: CaseFile) -> frozenset[str]:
+    """Who may force a handoff, as the tracker sees it: agencies on the category's path."""
+    category = ctx.registry.category(file.state.category)
+    if category is None:
+        return frozenset()
+    return frozenset(level.agency for level in category.escalation_path.levels)
+
+
+def _open(ws: Workspace, ctx: Context, event: CaseOpened, emitter: str) -> None:
+    decision = decide(None, event, emitter)
+    if not isinstance(decision, Applied):
+        return
+    file = CaseFile(decision.state, [emitter], event.correlationid, path=event.data.escalation_path)
+    ws.touch(file)
+    _flags(ws, ctx, file, event.data.context.flags, event)
+    _set_idle(ws, ctx, file, event)
+
+
+def _follow(ws: Workspace, file: CaseFile, before: CaseState, event: CaseEvent[Any]) -> None:
+    """Keep the holders and the deadline timer in step with the case."""
+    after = file.state
+    if after.holder not in file.holders:
+        file.holders.append(after.holder)
+    old = before.pending
+    if old is not None and (after.pending is None or after.pending.handoff_id != old.handoff_id):
+        ws.cancel(Cancel(ref=old.handoff_id, kinds=("handoff-deadline",)))
+
+
+def _close(ws: Workspace, file: CaseFile, event: CaseClosed) -> None:
+    ws.cancel(Cancel(case_id=file.case_id, fired_too=True))
+    for escalation in ws.open_escalations(file.case_id):
+        escalation.status, escalation.resolved_at = "withdrawn", event.time
+        ws.touch_escalation(escalation)
+
+
+def _flags(
+    ws: Workspace, ctx: Context, file: CaseFile, flags: list[CaseFlag], event: CaseEvent[Any]
+) -> None:
+    """A hardship or vulnerability flag is escalated at once, at the level it asks for."""
+    if not flags:
+        return
+    flag = max(flags, key=lambda f: f.escalate_at_level)
+    cause = Cause(
+        "hardship",
+        f"{flag.kind} flag set by {flag.raised_by}",
+        rule_reference=flag.rule_reference,
+        flag=flag,
+    )
+    raise_escalation(
+        ws, ctx, file, cause, level=flag.escalate_at_level, origin=event.id, causation_id=event.id
+    )
+
+
+def _ping_pong(ws: Workspace, ctx: Context, file: CaseFile, event: HandoffRejected) -> None:
+    rejections = file.state.bounce_count
+    if rejections - file.rejections_escalated < ctx.ping_pong_limit:
+        return
+    data = event.data
+    cause = Cause(
+        "ping-pong",
+        f"rejected {rejections} times; last by {data.to_agency}",
+        rule_reference=data.rule_reference,
+        agency_pair=(data.from_agency, data.to_agency),
+    )
+    if raise_escalation(ws, ctx, file, cause, level=1, origin=event.id, causation_id=event.id):
+        file.rejections_escalated = rejections
+
+
+def _idle(
+    ws: Workspace, ctx: Context, file: CaseFile, before: CaseState, event: CaseEvent[Any]
+) -> None:
+    if file.state.status == "open" and file.state.last_event_at > before.last_event_at:
+        _set_idle(ws, ctx, file, event)
+
+
+def _set_idle(ws: Workspace, ctx: Context, file: CaseFile, event: CaseEvent[Any]) -> None:
+    limit = file.idle_limit(ctx.registry)
+    if limit is None:
+        return
+    ws.cancel(Cancel(ref=file.case_id, kinds=("idle",)))
+    due = file.state.last_event_at + limit
+    ws.schedule(Timer.new("idle", file.case_id, file.case_id, due, event.id))

@@ -1,0 +1,102 @@
+"""One round of claimed timers: work out their events, produce them, record them.
+
+1. work out the events on the state as it is now, without locks;
+2. produce them and wait for Kafka's acks;
+3. in one transaction, lock the cases, mark each timer fired (unless another
+   instance fired it meanwhile) and replay the same rules with only the
+   acknowledged events allowed out, so the state records exactly what was
+   announced (see `workspace`).
+A crash between 2 and 3 leaves the claim's lease to run out; then an instance
+fires the timer again with the same derived ids, which consumers deduplicate.
+The round's clock time (`ctx.now`, read when the timers were claimed) stamps
+every event and record, however long producing takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.escalation import store, timers
+from services.escalation.consumer import Publish
+from services.escalation.fire import fire
+from services.escalation.levels import Context
+from services.escalation.messages import Outgoing
+from services.escalation.model import Timer
+from services.escalation.workspace import Workspace, log, log_notes
+from services.runtime.store import write_transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What firing one timer will produce."""
+
+    timer: Timer
+    messages: list[Outgoing]
+    event_ids: list[UUID]
+
+
+class Rounds:
+    """Runs rounds for one instance; `fired` counts the timers it recorded."""
+
+    def __init__(self, engine: AsyncEngine, publish: Publish, instance_id: str) -> None:
+        self.engine = engine
+        self.publish = publish
+        self.instance_id = instance_id
+        self.fired = 0
+
+    async def run(self, ctx: Context, claimed: list[Timer]) -> None:
+        planned = await self._plan(ctx, claimed)
+        results = await asyncio.gather(
+            *(self.publish(plan.messages) for plan in planned), return_exceptions=True
+        )
+        done: list[Timer] = []
+        published: set[UUID] = set()
+        failed: list[UUID] = []
+        for plan, result in zip(planned, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "timer events not produced, will retry",
+                    case_id=str(plan.timer.case_id),
+                    timer_kind=plan.timer.kind,
+                    error=type(result).__name__,
+                )
+                failed.append(plan.timer.id)
+            else:
+                done.append(plan.timer)
+                published.update(plan.event_ids)
+        if done:
+            await self._record(ctx, done, published)
+        await timers.release(self.engine, failed, self.instance_id)
+
+    async def _plan(self, ctx: Context, claimed: list[Timer]) -> list[Planned]:
+        async with self.engine.connect() as connection:
+            ws = await store.load(connection, {t.case_id for t in claimed}, lock=False)
+        planned: list[Planned] = []
+        for timer in claimed:
+            start, first = len(ws.outbox), len(ws.emitted)
+            try:
+                fire(ws, ctx, timer)
+            except Exception:  # noqa: BLE001 - one bad timer must not hold up the others
+                log.exception(
+                    "timer could not be fired", case_id=str(timer.case_id), kind=timer.kind
+                )
+                continue  # its lease runs out and it is tried again
+            planned.append(Planned(timer, ws.outbox[start:], ws.emitted[first:]))
+        return planned
+
+    async def _record(self, ctx: Context, done: list[Timer], published: set[UUID]) -> None:
+        async with write_transaction(self.engine) as connection:
+            ws: Workspace = await store.load(
+                connection, {t.case_id for t in done}, lock=True, published=published
+            )
+            marked = await timers.mark_fired(connection, done, self.instance_id, ctx.now)
+            for timer in done:
+                if marked[timer.id] != "taken":  # gone: cancelled meanwhile, the events are out
+                    fire(ws, ctx, timer)
+            await store.save(connection, ws)
+        self.fired += len(done)
+        log_notes(ws)

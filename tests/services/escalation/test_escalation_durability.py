@@ -1,0 +1,219 @@
+"""Timers survive a restart, a dead instance's lease runs out, two instances fire once.
+
+Each test has a store of its own and its own consumer group; the services run
+on the real broker with a clock 3600 times faster than real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import topics
+from contracts.registry import AgencyRegistry
+from services.escalation import EscalationService
+from services.runtime.clock import ScaledClock
+from services.runtime.settings import Settings
+from services.runtime.tables import escalation_timers, escalations
+from tests.kafka_helpers import read_until
+from tests.services.escalation.conftest import SPEED, EngineMaker
+from tests.services.escalation.script import Bus, Case, hardship, quick_path, read_all
+
+pytestmark = pytest.mark.broker
+
+HALF_HOUR = timedelta(minutes=30)
+QUARTER = timedelta(minutes=15)
+SETTLE_S = 1.2
+"""Real seconds to wait for a late second firing: longer than a lease (1 s)."""
+RACE_S = 0.5
+"""Real seconds to wait for a second firing by a racing instance: it would come at once."""
+
+
+@pytest.fixture
+def clock() -> ScaledClock:
+    return ScaledClock(SPEED)
+
+
+@pytest.fixture
+def bus(
+    kafka: str, escalation_registry: AgencyRegistry, clock: ScaledClock, producer: AIOKafkaProducer
+) -> Bus:
+    return Bus(kafka, escalation_registry, clock, producer)
+
+
+@pytest.fixture
+def launch(
+    kafka: str,
+    escalation_settings: Settings,
+    escalation_registry: AgencyRegistry,
+    engines: EngineMaker,
+    clock: ScaledClock,
+) -> Callable[..., Any]:
+    """Run an instance (on an engine of its own, on the test's one store) while in the block."""
+    group = f"escalation-{uuid.uuid4()}"
+
+    @asynccontextmanager
+    async def instance(name: str) -> AsyncIterator[EscalationService]:
+        service = EscalationService(
+            escalation_settings,
+            escalation_registry,
+            engines(),
+            kafka,
+            clock=clock,
+            group_id=group,
+            instance_id=name,
+        )
+        await service.start()
+        try:
+            yield service
+        finally:
+            await service.stop()
+
+    return instance
+
+
+async def _timer(engine: AsyncEngine, ref: UUID, *, fired: bool = False) -> Any:
+    """The timer for `ref`, once it is stored (and, with `fired`, fired)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        async with engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(escalation_timers).where(escalation_timers.c.ref == ref)
+                )
+            ).first()
+        if row is not None and (row.fired_at is not None or not fired):
+            return row
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {'fired ' if fired else ''}timer for {ref}")
+
+
+Wanted = tuple[str, set[bytes], str, int]
+"""A topic, the case keys, an event name and how many of those events to wait for."""
+
+
+async def _settled(
+    bootstrap: str, *wanted: Wanted, settle: float = SETTLE_S
+) -> list[list[ConsumerRecord[bytes, bytes]]]:
+    """Per `wanted`: every matching record, read once the count is there and a while after."""
+
+    def matcher(keys: set[bytes], name: str) -> Callable[[ConsumerRecord[bytes, bytes]], bool]:
+        marker = f"nl.overheid.ketenzaken.{name}".encode()
+        return lambda record: record.key in keys and marker in (record.value or b"")
+
+    for topic, keys, name, count in wanted:
+        await read_until(bootstrap, topic, matcher(keys, name), count=count, timeout=15)
+    await asyncio.sleep(settle)
+    return [
+        await read_all(bootstrap, topic, matcher(keys, name)) for topic, keys, name, _ in wanted
+    ]
+
+
+def _ids(records: list[ConsumerRecord[bytes, bytes]]) -> Counter[bytes]:
+    return Counter(record.value.split(b'"id":"', 1)[1][:36] for record in records if record.value)
+
+
+async def test_after_a_crash_and_a_restart_a_lost_firing_repeats_its_ids_and_a_due_timer_fires(
+    bus: Bus,
+    launch: Callable[..., Any],
+    engines: EngineMaker,
+    clock: ScaledClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first instance dies between producing and recording one timer's events, and a
+    second timer falls due while no instance runs; the next instance fires both: the lost
+    one again, once its lease ran out, under the same ids; the other once."""
+    lost, waiting = bus.case(), bus.case()
+    async with launch("dies") as dying:
+
+        async def crash(*_: Any) -> None:
+            raise RuntimeError("killed between producing and recording")
+
+        monkeypatch.setattr(dying.timers.rounds, "_record", crash)
+        await lost.open("belastingdienst")
+        lost_request = await lost.request("belastingdienst", "gm0363", within=HALF_HOUR)
+        await bus.raised(lost.case_id)  # produced, never recorded
+        await dying.stop_timers()  # its timer loop is dead; its consumer still sets timers
+        await waiting.open("belastingdienst")
+        request = await waiting.request("belastingdienst", "gm0363", within=HALF_HOUR)
+        await _timer(dying.engine, request.data.handoff_id)
+    await asyncio.sleep(max(0.0, (request.data.deadline - clock.now()).total_seconds()) / SPEED)
+    await asyncio.sleep(0.1)  # now it is due, and no instance runs
+
+    async with launch("survivor"):
+        lost_key, waiting_key = {str(lost.case_id).encode()}, {str(waiting.case_id).encode()}
+        lost_raised, lost_expired, raised, expired = await _settled(
+            bus.bootstrap,
+            (topics.ESCALATIONS, lost_key, "escalation-raised", 2),
+            (topics.CASES, lost_key, "handoff-expired", 2),
+            (topics.ESCALATIONS, waiting_key, "escalation-raised", 1),
+            (topics.CASES, waiting_key, "handoff-expired", 1),
+        )
+        rows = [
+            await _timer(engines(), r.data.handoff_id, fired=True) for r in (lost_request, request)
+        ]
+    async with engines().connect() as connection:
+        recorded = (
+            await connection.execute(
+                select(escalations.c.raises).where(escalations.c.case_id == lost.case_id)
+            )
+        ).all()
+
+    assert [2] == list(_ids(lost_raised).values())  # the same event twice: consumers dedupe
+    assert [2] == list(_ids(lost_expired).values())
+    first, second = sorted(record.timestamp for record in lost_raised)
+    assert second - first >= 900  # not before the dead instance's lease (1 s) ran out
+    assert [1] == [r.raises for r in recorded]
+    assert 1 == len(raised) == len(expired)
+    assert ["survivor", "survivor"] == [row.claimed_by for row in rows]
+    for case in (lost, waiting):
+        await case.close()
+
+
+async def test_two_instances_fire_each_timer_exactly_once(
+    bus: Bus, launch: Callable[..., Any], engines: EngineMaker
+) -> None:
+    stalled = [bus.case() for _ in range(20)]
+    climbing = [bus.case() for _ in range(4)]
+    async with AsyncExitStack() as stack:
+        one, two = await asyncio.gather(
+            stack.enter_async_context(launch("one")), stack.enter_async_context(launch("two"))
+        )
+        for case in stalled:
+            await case.open("belastingdienst")
+        for case in stalled:  # one deadline for all: both instances reach for them at once
+            await case.request("belastingdienst", "gm0363", within=HALF_HOUR)
+        for case in climbing:
+            await case.open("belastingdienst", path=quick_path(QUARTER), flags=[hardship()])
+        stalled_keys = {str(c.case_id).encode() for c in stalled}
+        climbing_keys = {str(c.case_id).encode() for c in climbing}
+        expired, raised = await _settled(
+            bus.bootstrap,
+            (topics.CASES, stalled_keys, "handoff-expired", 20),
+            (topics.ESCALATIONS, stalled_keys | climbing_keys, "escalation-raised", 20 + 4 * 4),
+            settle=RACE_S,
+        )
+        fired = one.timers.fired, two.timers.fired
+    await _close_all([*stalled, *climbing])
+
+    assert 20 == len(expired) == len(_ids(expired))
+    assert {1} == set(_ids(raised).values())  # every raise once, on every level
+    assert len(raised) >= 20 + 4 * 4
+    assert sum(fired) >= 20 + 4 * 3
+
+
+async def _close_all(cases: list[Case]) -> None:
+    for case in cases:
+        await case.close()

@@ -1,0 +1,183 @@
+"""The rules on a workspace, without broker or store: the cases the end-to-end tests
+cannot time precisely (a firing whose events only partly went out, a stale timer,
+a repeated bounce, a closed case)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from contracts.envelope import CaseEvent, source_urn
+from contracts.events import (
+    CaseClosed,
+    CaseClosure,
+    CaseOpened,
+    CaseOpening,
+    EscalationRequest,
+    EscalationRequested,
+    EscalationResolution,
+    EscalationResolved,
+    HandoffRejected,
+    HandoffRejection,
+    HandoffRequest,
+    HandoffRequested,
+    TeamRef,
+)
+from contracts.registry import AgencyRegistry
+from services.escalation.fire import fire
+from services.escalation.levels import Context
+from services.escalation.messages import Origin
+from services.escalation.model import Timer
+from services.escalation.react import react
+from services.escalation.workspace import Workspace
+
+START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+ORIGIN = Origin("ketenbus.cases", 0, 7, None, b"{}")
+
+
+class Story:
+    """One case's events applied to a workspace, a minute apart."""
+
+    def __init__(self, registry: AgencyRegistry, ws: Workspace | None = None) -> None:
+        self.registry = registry
+        self.ws = ws or Workspace({}, {})
+        self.case_id = uuid.uuid4()
+        self.now = START
+
+    def context(self) -> Context:
+        source = source_urn(self.registry.operator.oin, "ketenbus-escalation")
+        return Context(self.registry, source, self.now, ping_pong_limit=3, repeat=None)
+
+    def tell(self, by: str, cls: type[CaseEvent[Any]], data: Any) -> Any:
+        self.now += timedelta(minutes=1)
+        agency = self.registry.agency(by)
+        assert agency is not None
+        event = cls.new(
+            source=source_urn(agency.oin, "zaaksysteem"),
+            case_id=self.case_id,
+            data=data,
+            time=self.now,
+        )
+        react(self.ws, self.context(), event, by, ORIGIN)
+        return event
+
+    def open(self, by: str = "uwv") -> None:
+        self.tell(by, CaseOpened, CaseOpening(category="schulden", summary="Schulden"))
+
+    def request(self, frm: str, to: str) -> HandoffRequested:
+        data = HandoffRequest(
+            handoff_id=uuid.uuid4(),
+            from_agency=frm,
+            to_agency=to,
+            reason="Overdracht",
+            deadline=self.now + timedelta(hours=4),
+        )
+        event: HandoffRequested = self.tell(frm, HandoffRequested, data)
+        return event
+
+    def reject(self, request: HandoffRequested) -> None:
+        data = HandoffRejection(
+            handoff_id=request.data.handoff_id,
+            from_agency=request.data.from_agency,
+            to_agency=request.data.to_agency,
+            reason="Niet onze taak",
+        )
+        self.tell(request.data.to_agency, HandoffRejected, data)
+
+    def timer(self, kind: str, ref: UUID | None = None) -> Timer:
+        return next(t for t in self.ws.timers.values() if t.kind == kind and ref in (None, t.ref))
+
+
+def test_a_firing_records_only_what_its_published_events_announce(
+    registry: AgencyRegistry,
+) -> None:
+    story = Story(registry)
+    story.open()
+    request = story.request("uwv", "svb")
+    deadline = story.timer("handoff-deadline")
+    story.now = deadline.due_at
+    planned = Workspace(copy.deepcopy(story.ws.files), {})
+    fire(planned, story.context(), deadline)
+    expired_id, raised_id = planned.emitted
+
+    only_expiry = Workspace(copy.deepcopy(story.ws.files), {}, published={expired_id})
+    fire(only_expiry, story.context(), deadline)
+    nothing = Workspace(copy.deepcopy(story.ws.files), {}, published=set())
+    fire(nothing, story.context(), deadline)
+
+    assert [expired_id] == only_expiry.emitted
+    assert only_expiry.files[story.case_id].state.pending is None
+    assert {} == only_expiry.escalations
+    assert [] == nothing.emitted
+    assert not nothing.changed_files
+    assert request.data.handoff_id == deadline.ref
+    assert raised_id != expired_id
+
+
+def test_a_timer_overtaken_by_events_fires_without_effect(registry: AgencyRegistry) -> None:
+    story = Story(registry)
+    story.open()
+    stale_idle = story.timer("idle")
+    request = story.request("uwv", "svb")
+    story.reject(request)  # answers the handoff and moves the idle timer
+    story.now += timedelta(days=30)
+    ws = Workspace(copy.deepcopy(story.ws.files), {})
+
+    fire(ws, story.context(), stale_idle)
+    fire(
+        ws,
+        story.context(),
+        Timer.new("handoff-deadline", story.case_id, request.data.handoff_id, story.now),
+    )
+
+    assert [] == ws.emitted
+    assert stale_idle.id not in story.ws.timers
+
+
+def test_ping_pong_counts_again_after_it_was_escalated(registry: AgencyRegistry) -> None:
+    story = Story(registry)
+    story.open()
+    for to in ("svb", "cjib", "svb"):
+        story.reject(story.request("uwv", to))
+    [escalation] = story.ws.escalations.values()
+    team = escalation.team
+    story.tell(
+        team.agency,
+        EscalationResolved,
+        EscalationResolution(
+            escalation_id=escalation.escalation_id,
+            team=TeamRef(agency=team.agency, team=team.team),
+            outcome="returned-to-holder",
+        ),
+    )
+    for to in ("svb", "cjib"):
+        story.reject(story.request("uwv", to))
+    assert 1 == len(story.ws.escalations)
+
+    story.reject(story.request("uwv", "svb"))
+
+    assert ["resolved", "raised"] == [e.status for e in story.ws.escalations.values()]
+
+
+def test_closing_a_case_withdraws_its_escalations_and_refuses_later_requests(
+    registry: AgencyRegistry,
+) -> None:
+    story = Story(registry)
+    story.open()
+    story.tell("uwv", EscalationRequested, EscalationRequest(reason="Vast"))
+    assert 1 == len(story.ws.timers) - 1  # the acknowledge timer, beside the idle one
+    story.tell("uwv", CaseClosed, CaseClosure(outcome="Afgerond"))
+    before = len(story.ws.outbox)
+
+    story.tell("uwv", EscalationRequested, EscalationRequest(reason="Nog steeds vast"))
+
+    assert ["withdrawn"] == [e.status for e in story.ws.escalations.values()]
+    assert {} == story.ws.timers
+    assert story.ws.cancels[-1].fired_too
+    refusal = story.ws.outbox[before:]
+    assert [b"case-closed"] == [
+        dict(m.headers).get("ketenbus-reason-code", "").encode() for m in refusal[:1]
+    ]

@@ -2,7 +2,9 @@
 
 Both read the store at `KETENBUS_DATABASE_URL` (default: SQLite under the data
 directory) and migrate it first, so a machine where the tracker never ran
-answers "no cases yet" instead of failing on a missing table.
+answers "no cases yet" instead of failing on a missing table. `read_store`,
+`table` and `format_time` are shared with `ketenbus signals`, so every verb
+that reads the store fails, aligns and dates the same way.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from services.runtime.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from services.tracker.escalations import EscalationView
     from services.tracker.queries import CaseSummary, CaseView
 
 T = TypeVar("T")
 
 
-def _read_store(query: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+def read_store(query: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run `query` against the migrated store; a store that cannot be reached is one line."""
     from alembic.util import CommandError
     from sqlalchemy.engine import make_url
@@ -52,11 +55,11 @@ def _read_store(query: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         raise UserError(f"cannot read the case store at {where}: {reason}") from None
 
 
-def _when(moment: datetime) -> str:
+def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     return [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -75,17 +78,19 @@ def render_case(view: CaseView) -> str:
         "  pending     "
         + (
             f"handoff {pending.handoff_id} {pending.from_agency} -> {pending.to_agency}, "
-            f"deadline {_when(pending.deadline)}"
+            f"deadline {format_time(pending.deadline)}"
             if pending
             else "no handoff"
         ),
         f"  bounces     {view.bounce_count}",
-        f"  opened      {_when(view.opened_at)}",
-        f"  last event  {_when(view.last_event_at)}",
+        f"  opened      {format_time(view.opened_at)}",
+        f"  last event  {format_time(view.last_event_at)}",
     ]
+    if view.escalations:
+        lines += ["", "escalations", *render_escalations(view.escalations)]
     rows = [
         (
-            _when(entry.time),
+            format_time(entry.time),
             entry.type,
             entry.agency or "(unknown)",
             "applied" if entry.applied else "refused",
@@ -93,8 +98,27 @@ def render_case(view: CaseView) -> str:
         )
         for entry in view.timeline
     ]
-    lines += ["", *_table(("TIME", "EVENT", "AGENCY", "RESULT", "DETAIL"), rows)]
+    lines += ["", *table(("TIME", "EVENT", "AGENCY", "RESULT", "DETAIL"), rows)]
     return "\n".join(lines)
+
+
+def render_escalations(escalations: Sequence[EscalationView]) -> list[str]:
+    """One line per escalation of a case: trigger, level now and at most, team, status."""
+    rows = [
+        (
+            str(escalation.escalation_id)[:8],
+            escalation.trigger or "-",
+            str(escalation.level),
+            str(escalation.highest_level),
+            escalation.team or "-",
+            escalation.status,
+            escalation.outcome or "-",
+            format_time(escalation.raised_at),
+        )
+        for escalation in escalations
+    ]
+    headers = ("ID", "TRIGGER", "LEVEL", "HIGHEST", "TEAM", "STATUS", "OUTCOME", "RAISED")
+    return ["  " + line for line in table(headers, rows)]
 
 
 def render_cases(summaries: Sequence[CaseSummary]) -> str:
@@ -109,12 +133,12 @@ def render_cases(summaries: Sequence[CaseSummary]) -> str:
             case.status,
             f"-> {case.pending_handoff.to_agency}" if case.pending_handoff else "-",
             str(case.bounce_count),
-            _when(case.last_event_at),
+            format_time(case.last_event_at),
         )
         for case in summaries
     ]
     headers = ("CASE", "CATEGORY", "HOLDER", "STATUS", "HANDOFF", "BOUNCES", "LAST EVENT")
-    return "\n".join(_table(headers, rows))
+    return "\n".join(table(headers, rows))
 
 
 def case(
@@ -128,9 +152,9 @@ def case(
         key = UUID(case_id)
     except ValueError:
         raise UserError(f"{case_id!r} is not a case id (a case id is a UUID)") from None
-    view = _read_store(lambda engine: case_view(engine, key))
+    view = read_store(lambda engine: case_view(engine, key))
     if view is None:
-        refused = len(_read_store(lambda engine: timeline(engine, key)))
+        refused = len(read_store(lambda engine: timeline(engine, key)))
         if refused:
             raise UserError(f"unknown case {key}: never opened; {refused} event(s) for it refused")
         raise UserError(f"unknown case {key}: the tracker has recorded no event for it")
@@ -146,7 +170,7 @@ def cases(
 
     from services.tracker.queries import CaseSummary, recent_cases
 
-    summaries = _read_store(lambda engine: recent_cases(engine, limit))
+    summaries = read_store(lambda engine: recent_cases(engine, limit))
     if as_json:
         typer.echo(TypeAdapter(list[CaseSummary]).dump_json(summaries, indent=2).decode())
     else:

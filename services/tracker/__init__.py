@@ -4,8 +4,10 @@ Consumes: `ketenbus.cases` (the validated case log), in batches, as consumer
 group `ketenbus-tracker`.
 
 Produces: nothing on Kafka; it writes the case store (`cases`, `case_timeline`,
-see `services.runtime.tables`), which `ketenbus case`, `ketenbus cases` and the
-console read.
+see `services.runtime.tables`), which `ketenbus case`, `ketenbus cases`,
+`ketenbus signals` and the console read. Each escalation is folded from the
+timeline (`escalations`), and the policy signals are aggregated from it
+(`signals`, `signals_sql`), so neither needs a table of its own.
 
 Guarantees:
 - offsets are committed only after the batch's effects are committed in the
@@ -14,7 +16,8 @@ Guarantees:
   skipped (idempotent);
 - the handoff state machine is enforced: one holder at a time, a handoff is
   requested by the holder and answered only by its receiver, a closed case
-  stays closed;
+  stays closed; an escalation resolved as `handoff-forced` moves the case only
+  when an agency on the escalation path or the bus operator resolves it;
 - an event the state machine refuses is recorded on the timeline with the
   reason, and not applied.
 """

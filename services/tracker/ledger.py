@@ -23,6 +23,7 @@ from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import CaseEvent
+from contracts.events import EscalationResolved
 from contracts.registry import AgencyRegistry
 from services.runtime.store import write_transaction
 from services.runtime.tables import case_timeline, cases
@@ -34,6 +35,7 @@ from services.tracker.state import (
     Refused,
     decide,
     emitter_of,
+    escalation_agencies,
 )
 from services.tracker.timeline import facts_of
 
@@ -90,7 +92,13 @@ async def apply_batch(
                 duplicates.append(event)
                 continue
             emitter = emitter_of(event.source, registry)
-            decision = decide(states.get(event.subject), event, emitter)
+            state = states.get(event.subject)
+            path = (
+                escalation_agencies(registry, state.category)
+                if state is not None and isinstance(event, EscalationResolved)
+                else frozenset()
+            )
+            decision = decide(state, event, emitter, path=path)
             if isinstance(decision, Applied):
                 states[event.subject] = decision.state
                 changed.add(event.subject)
@@ -190,6 +198,8 @@ def _timeline_row(recorded: Recorded) -> dict[str, Any]:
         "escalation_level": facts.escalation_level,
         "escalation_trigger": facts.escalation_trigger,
         "escalation_outcome": facts.escalation_outcome,
+        "rule_reference": facts.rule_reference,
+        "agency_pair": facts.agency_pair,
     }
 
 

@@ -1,4 +1,4 @@
-"""Read the case store: one case with its timeline, or the most recent cases.
+"""Read the case store: one case with its escalations and timeline, or the most recent cases.
 
 Used by the CLI (`ketenbus case`, `ketenbus cases`) and the console. The
 results are pydantic models so callers can print them or dump them as JSON.
@@ -15,6 +15,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.tables import case_timeline, cases
+from services.tracker.escalations import EscalationView, escalations_of
 
 _MODEL = ConfigDict(frozen=True)
 
@@ -59,11 +60,14 @@ class TimelineEntry(BaseModel):
     escalation_level: int | None
     escalation_trigger: str | None
     escalation_outcome: str | None
+    rule_reference: str | None
+    agency_pair: str | None
 
 
 class CaseView(CaseSummary):
-    """A case and its timeline, oldest first."""
+    """A case, its escalations and its timeline, oldest first."""
 
+    escalations: list[EscalationView]
     timeline: list[TimelineEntry]
 
 
@@ -95,8 +99,9 @@ async def case_view(engine: AsyncEngine, case_id: UUID) -> CaseView | None:
         row = (await connection.execute(select(cases).where(cases.c.case_id == case_id))).first()
         if row is None:
             return None
-        entries = (await connection.execute(_timeline_query(case_id))).all()
-    return CaseView(**_summary_fields(row), timeline=[_entry(entry) for entry in entries])
+        rows = (await connection.execute(_timeline_query(case_id))).all()
+    entries = [_entry(entry) for entry in rows]
+    return CaseView(**_summary_fields(row), escalations=escalations_of(entries), timeline=entries)
 
 
 async def timeline(engine: AsyncEngine, case_id: UUID) -> list[TimelineEntry]:

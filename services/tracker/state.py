@@ -5,6 +5,12 @@ broker. The router has already checked that the emitter may send the event
 type at all; these rules are about the case: one holder at a time, a handoff
 stays pending until its receiver answers or it expires ("warm handover"), and a
 closed case stays closed.
+
+Escalation events change the case in one way only: an escalation resolved
+with outcome `handoff-forced` gives the case to `handoff_to`. That overrides
+the warm handover on purpose (the escalation exists because the handover
+stalled), so only those with the power to decide may do it: an agency with a
+team on the case's escalation path, or the bus operator.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from contracts.events import (
     CaseClosed,
     CaseOpened,
     DeliveryFailed,
+    EscalationResolved,
     HandoffAccepted,
     HandoffExpired,
     HandoffRejected,
@@ -83,10 +90,30 @@ def emitter_of(source: str, registry: AgencyRegistry) -> str | None:
     return agency.code if agency is not None else None
 
 
+def escalation_agencies(registry: AgencyRegistry, category: str) -> frozenset[str]:
+    """The agencies with a team on the registry's escalation path for `category`.
+
+    The tracker does not keep a path a case brings along in its context, so the
+    category's default path is what it checks a forced handoff against.
+    """
+    found = registry.category(category)
+    if found is None:
+        return frozenset()
+    return frozenset(level.agency for level in found.escalation_path.levels)
+
+
 def decide(  # noqa: PLR0911 - one return per rule reads better than a dispatch table
-    case: CaseState | None, event: CaseEvent[Any], emitter: str | None
+    case: CaseState | None,
+    event: CaseEvent[Any],
+    emitter: str | None,
+    *,
+    path: frozenset[str] = frozenset(),
 ) -> Decision:
-    """Apply `event`, emitted by `emitter` (None: a source not in the registry), to `case`."""
+    """Apply `event`, emitted by `emitter` (None: a source not in the registry), to `case`.
+
+    `path`: the agencies on the case's escalation path (`escalation_agencies`),
+    needed only to decide an `escalation-resolved` that forces a handoff.
+    """
     if emitter is None:
         return Refused(f"source OIN {oin_of_source(event.source)} is not in the agency registry")
     if isinstance(event, DeliveryFailed):
@@ -108,6 +135,8 @@ def decide(  # noqa: PLR0911 - one return per rule reads better than a dispatch 
         if emitter != case.holder:
             return Refused(f"only the holder ({case.holder}) may close the case, not {emitter}")
         return Applied(replace(seen, status="closed", pending=None))
+    if isinstance(event, EscalationResolved):
+        return _resolve(seen, event, emitter, path)
     # Context updates and escalation events are recorded; the escalation columns
     # on the timeline carry what they say.
     return Applied(seen)
@@ -183,3 +212,20 @@ def _expire(case: CaseState, event: HandoffExpired, emitter: str) -> Decision:
     if isinstance(pending, Refused):
         return pending
     return Applied(replace(case, pending=None))
+
+
+def _resolve(
+    case: CaseState, event: EscalationResolved, emitter: str, path: frozenset[str]
+) -> Decision:
+    data = event.data
+    if data.outcome != "handoff-forced" or data.handoff_to is None:
+        return Applied(case)
+    if emitter != OPERATOR and emitter not in path:
+        allowed = ", ".join(sorted(path)) or "none for this category"
+        return Refused(
+            f"only an agency on the escalation path ({allowed}) or the bus operator "
+            f"may force a handoff, not {emitter}"
+        )
+    if data.handoff_to == OPERATOR:
+        return Refused("the bus operator cannot hold a case")
+    return Applied(replace(case, holder=data.handoff_to, pending=None))

@@ -3,10 +3,15 @@
 The summary is built from codes, ids, counts and dates only. Free text in an
 event (reasons, notes, outcomes) is written by case workers and may name the
 citizen, so it stays in the event and never reaches the store or the logs.
+The one exception is the law or rule reference an agency cites (`Awir art.
+26`): a citation, not personal data, and the policy signals are counted by it.
+Together with the agency pair (`from>to`) it lets `ketenbus signals` group
+escalations in SQL instead of re-reading events.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -41,6 +46,24 @@ class TimelineFacts:
     escalation_level: int | None = None
     escalation_trigger: str | None = None
     escalation_outcome: str | None = None
+    rule_reference: str | None = None
+    agency_pair: str | None = None
+    """`from>to`: the two agencies a handoff runs between, or an escalated case is stuck between."""
+
+
+_RAISED_TEAM = re.compile(r"^escalation raised: level \d+, [a-z-]+, team ([a-z0-9-]+/[a-z0-9-]+),")
+"""Reads back the alerted team from a summary `_escalation_facts` wrote (no column holds it)."""
+
+
+def team_of_raise(summary: str) -> str | None:
+    """The `agency/team` alerted by an escalation-raised row, from its summary."""
+    found = _RAISED_TEAM.match(summary)
+    return found.group(1) if found else None
+
+
+def pair(from_agency: str, to_agency: str) -> str:
+    """The agency pair as the timeline stores it: `uwv>svb`."""
+    return f"{from_agency}>{to_agency}"
 
 
 def _when(moment: datetime) -> str:
@@ -91,6 +114,7 @@ def _facts(event: CaseEvent[Any]) -> TimelineFacts:  # noqa: PLR0911 - one branc
             f"escalation requested{level}{rule}",
             escalation_level=event.data.level,
             escalation_trigger="manual",
+            rule_reference=event.data.rule_reference,
         )
     if isinstance(event, EscalationRaised | EscalationAcknowledged | EscalationResolved):
         return _escalation_facts(event)
@@ -106,16 +130,22 @@ def _handoff_facts(
 ) -> TimelineFacts:
     data = event.data
     route = f"handoff {data.from_agency} -> {data.to_agency}"
+    rule_reference = None
     if isinstance(event, HandoffRequested):
         summary = f"{route} requested, deadline {_when(event.data.deadline)}"
     elif isinstance(event, HandoffAccepted):
         summary = f"{route} accepted"
     elif isinstance(event, HandoffRejected):
-        rule = f" ({event.data.rule_reference})" if event.data.rule_reference else ""
-        summary = f"{route} rejected{rule}"
+        rule_reference = event.data.rule_reference
+        summary = f"{route} rejected" + (f" ({rule_reference})" if rule_reference else "")
     else:
         summary = f"{route} expired at {_when(event.data.deadline)}"
-    return TimelineFacts(summary, handoff_id=data.handoff_id)
+    return TimelineFacts(
+        summary,
+        handoff_id=data.handoff_id,
+        rule_reference=rule_reference,
+        agency_pair=pair(data.from_agency, data.to_agency),
+    )
 
 
 def _escalation_facts(
@@ -127,12 +157,17 @@ def _escalation_facts(
         skipped = (
             f"; level {raised.skipped_level} did not acknowledge" if raised.skipped_level else ""
         )
+        # A hardship flag may cite the rule that works out harshly; the
+        # escalation service is expected to copy it, the flag is the fallback.
+        flag_rule = raised.flag.rule_reference if raised.flag else None
         return TimelineFacts(
             f"escalation raised: level {raised.level}, {raised.trigger}, team {team}, "
             f"acknowledge by {_when(raised.acknowledge_by)}{skipped}",
             escalation_id=raised.escalation_id,
             escalation_level=raised.level,
             escalation_trigger=raised.trigger,
+            rule_reference=raised.rule_reference or flag_rule,
+            agency_pair=pair(*raised.agency_pair) if len(raised.agency_pair) == 2 else None,
         )
     if isinstance(event, EscalationAcknowledged):
         return TimelineFacts(

@@ -1,5 +1,8 @@
 """The tracker's fixtures: a migrated store on SQLite and on PostgreSQL, and an event factory.
 
+For the CLI verbs, which open the store themselves: `database` (a fresh SQLite
+file named by KETENBUS_DATABASE_URL) and `record` (apply events to it).
+
 PostgreSQL: KETENBUS_TEST_POSTGRES_URL (default: the local `test` database).
 Each test gets its own schema, dropped afterwards, so runs never see each
 other's rows. Unreachable, the PostgreSQL cases are skipped with the reason,
@@ -8,17 +11,21 @@ unless KETENBUS_REQUIRE_POSTGRES=1 (CI), where that is a failure.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from contracts.envelope import CaseEvent
 from contracts.registry import AgencyRegistry
 from services.runtime.store import make_engine, migrate
+from services.tracker.ledger import apply_batch
 from tests.services.tracker.factory import EventFactory
 
 POSTGRES_URL = os.environ.get(
@@ -109,3 +116,32 @@ async def store(engines: EngineMaker) -> AsyncEngine:
 @pytest.fixture
 def make(registry: AgencyRegistry) -> EventFactory:
     return EventFactory(registry)
+
+
+Record = Callable[[Sequence[CaseEvent[Any]]], None]
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store the CLI verbs read: KETENBUS_DATABASE_URL, a fresh SQLite file."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("KETENBUS_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def record(database: str, registry: AgencyRegistry) -> Record:
+    """Apply events to `database` as the tracker would, from a synchronous test."""
+
+    def apply(events: Sequence[CaseEvent[Any]]) -> None:
+        async def run() -> None:
+            engine = make_engine(database)
+            try:
+                await migrate(engine)
+                await apply_batch(engine, registry, events)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run())
+
+    return apply

@@ -16,10 +16,16 @@ from contracts.events import (
     CaseOpened,
     CaseOpening,
     ContextUpdate,
+    EscalationAcknowledged,
+    EscalationAcknowledgement,
+    EscalationOutcome,
     EscalationRaise,
     EscalationRaised,
+    EscalationRequest,
+    EscalationRequested,
     EscalationResolution,
     EscalationResolved,
+    EscalationTrigger,
     HandoffAcceptance,
     HandoffAccepted,
     HandoffExpired,
@@ -36,6 +42,8 @@ START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 UNKNOWN_OIN = "00000099000000009999"
 PERSONAL_NAME = "Jan Jansen"
 """A name that must never reach the store's summaries."""
+REGIONAL_TEAM = TeamRef(agency="gm0363", team="regionaal-escalatieteam")
+"""Level 2 of the `schulden` category's default escalation path."""
 
 
 class EventFactory:
@@ -48,6 +56,11 @@ class EventFactory:
     def tick(self) -> datetime:
         self.clock += timedelta(minutes=1)
         return self.clock
+
+    def at(self, moment: datetime) -> EventFactory:
+        """The next event happens at `moment` (then a minute apart again)."""
+        self.clock = moment - timedelta(minutes=1)
+        return self
 
     def source(self, agency: str) -> str:
         if agency == "ketenbus":
@@ -123,28 +136,72 @@ class EventFactory:
         event: CaseContextUpdated = self._new(CaseContextUpdated, by, case_id, data)
         return event
 
+    def escalation_requested(
+        self, case_id: UUID, by: str = "uwv", rule_reference: str | None = "Pw art. 18"
+    ) -> EscalationRequested:
+        data = EscalationRequest(
+            reason=f"Vastgelopen voor {PERSONAL_NAME}", level=2, rule_reference=rule_reference
+        )
+        event: EscalationRequested = self._new(EscalationRequested, by, case_id, data)
+        return event
+
     def escalation_raised(
-        self, case_id: UUID, escalation_id: UUID | None = None, level: int = 2
+        self,
+        case_id: UUID,
+        escalation_id: UUID | None = None,
+        level: int = 2,
+        *,
+        trigger: EscalationTrigger = "ping-pong",
+        rule_reference: str | None = None,
+        agency_pair: tuple[str, str] | None = None,
+        team: TeamRef = REGIONAL_TEAM,
+        flag: CaseFlag | None = None,
     ) -> EscalationRaised:
         data = EscalationRaise(
             escalation_id=escalation_id or uuid.uuid4(),
             level=level,
-            team=TeamRef(agency="gm0363", team="regionaal-escalatieteam"),
-            trigger="ping-pong",
+            team=team,
+            trigger=trigger,
             cause=f"Heen en weer voor {PERSONAL_NAME}",
+            rule_reference=rule_reference,
             acknowledge_by=self.clock + timedelta(hours=8),
+            agency_pair=list(agency_pair or ()),
+            flag=flag,
         )
         event: EscalationRaised = self._new(EscalationRaised, "ketenbus", case_id, data)
         return event
 
-    def escalation_resolved(self, case_id: UUID, escalation_id: UUID) -> EscalationResolved:
+    def escalation_acknowledged(
+        self,
+        case_id: UUID,
+        escalation_id: UUID,
+        level: int = 2,
+        team: TeamRef = REGIONAL_TEAM,
+        by: str = "",
+    ) -> EscalationAcknowledged:
+        data = EscalationAcknowledgement(escalation_id=escalation_id, level=level, team=team)
+        emitter = by or team.agency
+        event: EscalationAcknowledged = self._new(EscalationAcknowledged, emitter, case_id, data)
+        return event
+
+    def escalation_resolved(
+        self,
+        case_id: UUID,
+        escalation_id: UUID,
+        outcome: EscalationOutcome = "maatwerk-granted",
+        *,
+        handoff_to: str | None = None,
+        by: str = "gm0363",
+        team: TeamRef = REGIONAL_TEAM,
+    ) -> EscalationResolved:
         data = EscalationResolution(
             escalation_id=escalation_id,
-            team=TeamRef(agency="gm0363", team="regionaal-escalatieteam"),
-            outcome="maatwerk-granted",
+            team=team,
+            outcome=outcome,
             note=f"Maatwerk voor {PERSONAL_NAME}",
+            handoff_to=handoff_to,
         )
-        event: EscalationResolved = self._new(EscalationResolved, "gm0363", case_id, data)
+        event: EscalationResolved = self._new(EscalationResolved, by, case_id, data)
         return event
 
     def closed(self, case_id: UUID, by: str = "uwv") -> CaseClosed:

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from contracts.envelope import CaseEvent
-from contracts.registry import AgencyRegistry
 from services.cli.cases_cmd import register
 from services.runtime.errors import UserError
-from services.runtime.store import make_engine, migrate
-from services.tracker.ledger import apply_batch
+from tests.services.tracker.conftest import Record
 from tests.services.tracker.factory import EventFactory
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The store the commands read: KETENBUS_DATABASE_URL, a fresh SQLite file."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("KETENBUS_DATABASE_URL", url)
-    return url
 
 
 @pytest.fixture
@@ -33,18 +20,6 @@ def cli(database: str) -> typer.Typer:
     app = typer.Typer()
     register(app)
     return app
-
-
-def _record(registry: AgencyRegistry, events: list[CaseEvent[object]], url: str) -> None:
-    async def run() -> None:
-        engine = make_engine(url)
-        try:
-            await migrate(engine)
-            await apply_batch(engine, registry, events)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
 
 
 def test_cases_on_a_store_nobody_wrote_says_no_cases_yet(cli: typer.Typer) -> None:
@@ -78,10 +53,10 @@ def test_case_that_the_tracker_never_saw_fails_with_one_line(cli: typer.Typer) -
 
 
 def test_case_never_opened_fails_with_one_line_that_counts_its_refused_events(
-    cli: typer.Typer, database: str, registry: AgencyRegistry, make: EventFactory
+    cli: typer.Typer, record: Record, make: EventFactory
 ) -> None:
     case_id = uuid.uuid4()
-    _record(registry, [make.closed(case_id, by="uwv")], database)
+    record([make.closed(case_id, by="uwv")])
 
     result = CliRunner().invoke(cli, ["case", str(case_id)])
 
@@ -92,17 +67,15 @@ def test_case_never_opened_fails_with_one_line_that_counts_its_refused_events(
 
 
 def test_case_json_parses_and_shows_holder_pending_handoff_and_refusals(
-    cli: typer.Typer, database: str, registry: AgencyRegistry, make: EventFactory
+    cli: typer.Typer, record: Record, make: EventFactory
 ) -> None:
     case_id, handoff_id = uuid.uuid4(), uuid.uuid4()
-    _record(
-        registry,
+    record(
         [
             make.opened(case_id, by="uwv"),
             make.requested(case_id, handoff_id, "uwv", "svb"),
             make.accepted(case_id, handoff_id, by="cak"),
-        ],
-        database,
+        ]
     )
 
     result = CliRunner().invoke(cli, ["case", str(case_id), "--json"])
@@ -122,17 +95,15 @@ def test_case_json_parses_and_shows_holder_pending_handoff_and_refusals(
 
 
 def test_case_table_lists_each_event_with_its_agency_and_result(
-    cli: typer.Typer, database: str, registry: AgencyRegistry, make: EventFactory
+    cli: typer.Typer, record: Record, make: EventFactory
 ) -> None:
     case_id, handoff_id = uuid.uuid4(), uuid.uuid4()
-    _record(
-        registry,
+    record(
         [
             make.opened(case_id, by="uwv"),
             make.requested(case_id, handoff_id, "uwv", "svb"),
             make.accepted(case_id, uuid.uuid4(), by="svb"),
-        ],
-        database,
+        ]
     )
 
     result = CliRunner().invoke(cli, ["case", str(case_id)])
@@ -153,13 +124,11 @@ def test_case_table_lists_each_event_with_its_agency_and_result(
 
 
 def test_cases_lists_the_most_recent_cases_with_holder_and_status(
-    cli: typer.Typer, database: str, registry: AgencyRegistry, make: EventFactory
+    cli: typer.Typer, record: Record, make: EventFactory
 ) -> None:
     first, second = uuid.uuid4(), uuid.uuid4()
-    _record(
-        registry,
-        [make.opened(first, by="uwv"), make.opened(second, by="svb"), make.closed(second, "svb")],
-        database,
+    record(
+        [make.opened(first, by="uwv"), make.opened(second, by="svb"), make.closed(second, "svb")]
     )
 
     table = CliRunner().invoke(cli, ["cases"])
@@ -176,3 +145,62 @@ def test_cases_lists_the_most_recent_cases_with_holder_and_status(
 def test_cases_with_a_limit_below_one_is_a_usage_error(cli: typer.Typer) -> None:
     result = CliRunner().invoke(cli, ["cases", "--limit", "0"])
     assert result.exit_code == 2
+
+
+def test_case_lists_its_escalations_with_trigger_levels_team_status_and_outcome(
+    cli: typer.Typer, record: Record, make: EventFactory
+) -> None:
+    case_id, resolved, waiting = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    record(
+        [
+            make.opened(case_id, by="uwv"),
+            make.escalation_raised(case_id, resolved, level=1, trigger="handoff-expired"),
+            make.escalation_raised(case_id, resolved, level=2, trigger="handoff-expired"),
+            make.escalation_resolved(case_id, resolved, "maatwerk-granted"),
+            make.escalation_raised(case_id, waiting, level=1, trigger="hardship"),
+        ]
+    )
+
+    result = CliRunner().invoke(cli, ["case", str(case_id)])
+
+    assert 0 == result.exit_code, result.output
+    lines = result.output.splitlines()
+    header, *rows = lines[lines.index("escalations") + 1 : lines.index("escalations") + 4]
+    team = "gm0363/regionaal-escalatieteam"
+    assert ["ID", "TRIGGER", "LEVEL", "HIGHEST", "TEAM", "STATUS", "OUTCOME", "RAISED"] == (
+        header.split()
+    )
+    assert [
+        [str(resolved)[:8], "handoff-expired", "2", "2", team, "resolved", "maatwerk-granted"],
+        [str(waiting)[:8], "hardship", "1", "1", team, "raised", "-"],
+    ] == [row.split()[:7] for row in rows]
+    assert header.index("STATUS") == rows[0].index("resolved")
+
+
+def test_case_json_lists_its_escalations_beside_the_timeline(
+    cli: typer.Typer, record: Record, make: EventFactory
+) -> None:
+    case_id, escalation_id = uuid.uuid4(), uuid.uuid4()
+    record(
+        [
+            make.opened(case_id, by="uwv"),
+            make.escalation_raised(case_id, escalation_id, agency_pair=("uwv", "svb")),
+            make.escalation_acknowledged(case_id, escalation_id),
+        ]
+    )
+
+    result = CliRunner().invoke(cli, ["case", str(case_id), "--json"])
+
+    assert 0 == result.exit_code, result.output
+    view = json.loads(result.output)
+    assert [(str(escalation_id), "ping-pong", 2, "acknowledged", None, "uwv>svb")] == [
+        (e["escalation_id"], e["trigger"], e["level"], e["status"], e["outcome"], e["agency_pair"])
+        for e in view["escalations"]
+    ]
+    assert ["case-opened", "escalation-raised", "escalation-acknowledged"] == [
+        entry["type"] for entry in view["timeline"]
+    ]
+    assert (None, "uwv>svb") == (
+        view["timeline"][1]["rule_reference"],
+        view["timeline"][1]["agency_pair"],
+    )

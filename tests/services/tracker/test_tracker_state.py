@@ -21,11 +21,13 @@ from services.tracker.state import (
     Refused,
     decide,
     emitter_of,
+    escalation_agencies,
 )
 from tests.services.tracker.factory import UNKNOWN_OIN, EventFactory
 
 CASE = uuid.UUID("6f0d4c3e-8a55-4c1b-9e0b-2f6a7d1c5b10")
 HANDOFF = uuid.UUID("1b9b7a52-0c4e-4a9e-8a86-1d2f0b7c3e44")
+ESCALATION = uuid.UUID("8d3c2b1a-4f5e-4d6c-9b8a-7e6f5d4c3b2a")
 
 
 def _apply(make: EventFactory, state: CaseState | None, event: CaseEvent[Any]) -> Decision:
@@ -314,3 +316,108 @@ def test_an_event_with_an_older_time_does_not_move_the_last_event_time_back(
     decision = _apply(make, state, late)
 
     assert decision == Applied(state)
+
+
+SCHULDEN_PATH = frozenset({"gm0363", "minszw"})
+"""The agencies on the `schulden` category's default escalation path."""
+
+
+def _forced(make: EventFactory, by: str, to: str = "cak") -> CaseEvent[Any]:
+    return make.escalation_resolved(CASE, ESCALATION, "handoff-forced", handoff_to=to, by=by)
+
+
+def test_escalation_agencies_are_those_with_a_team_on_the_categorys_default_path(
+    registry: AgencyRegistry,
+) -> None:
+    assert SCHULDEN_PATH == escalation_agencies(registry, "schulden")
+    assert frozenset() == escalation_agencies(registry, "no-such-category")
+
+
+def test_a_handoff_forced_by_an_agency_on_the_escalation_path_moves_the_holder(
+    make: EventFactory,
+) -> None:
+    state = _pending(make, "uwv", "svb")
+    event = _forced(make, by="gm0363", to="cak")
+
+    decision = decide(state, event, "gm0363", path=SCHULDEN_PATH)
+
+    assert Applied(replace(state, holder="cak", pending=None, last_event_at=event.time)) == decision
+
+
+def test_a_handoff_forced_by_the_operator_moves_the_holder(make: EventFactory) -> None:
+    state = _opened(make, "uwv")
+    event = _forced(make, by="ketenbus", to="svb")
+
+    decision = decide(state, event, emitter_of(event.source, make.registry))
+
+    assert Applied(replace(state, holder="svb", last_event_at=event.time)) == decision
+
+
+def test_a_handoff_forced_by_an_agency_off_the_escalation_path_is_refused(
+    make: EventFactory,
+) -> None:
+    state = _pending(make, "uwv", "svb")
+
+    decision = decide(state, _forced(make, by="svb"), "svb", path=SCHULDEN_PATH)
+
+    assert (
+        "only an agency on the escalation path (gm0363, minszw) or the bus operator "
+        "may force a handoff, not svb"
+    ) == _refusal(decision)
+
+
+def test_a_handoff_forced_to_the_operator_is_refused(make: EventFactory) -> None:
+    decision = decide(
+        _opened(make), _forced(make, by="gm0363", to="ketenbus"), "gm0363", path=SCHULDEN_PATH
+    )
+    assert "the bus operator cannot hold a case" == _refusal(decision)
+
+
+def test_a_forced_handoff_without_a_receiver_is_recorded_and_keeps_the_holder(
+    make: EventFactory,
+) -> None:
+    state = _pending(make, "uwv", "svb")
+    event = make.escalation_resolved(CASE, ESCALATION, "handoff-forced", by="gm0363")
+
+    decision = decide(state, event, "gm0363", path=SCHULDEN_PATH)
+
+    assert Applied(replace(state, last_event_at=event.time)) == decision
+
+
+def test_a_resolution_with_another_outcome_and_a_receiver_keeps_the_holder(
+    make: EventFactory,
+) -> None:
+    state = _opened(make, "uwv")
+    event = make.escalation_resolved(
+        CASE, ESCALATION, "returned-to-holder", handoff_to="cak", by="gm0363"
+    )
+
+    decision = decide(state, event, "gm0363", path=SCHULDEN_PATH)
+
+    assert Applied(replace(state, last_event_at=event.time)) == decision
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda make: make.escalation_raised(CASE, trigger="handoff-expired"),
+        lambda make: make.expired(CASE, HANDOFF, by="ketenbus"),
+        lambda make: make.escalation_acknowledged(CASE, ESCALATION, by="ketenbus"),
+        lambda make: make.escalation_resolved(CASE, ESCALATION, by="ketenbus"),
+    ],
+    ids=["escalation-raised", "handoff-expired", "escalation-acknowledged", "escalation-resolved"],
+)
+def test_escalation_events_emitted_by_the_operator_are_applied(
+    make: EventFactory, build: Any
+) -> None:
+    state = _pending(make, "uwv", "svb")
+    event = build(make)
+
+    decision = _apply(make, state, event)
+
+    assert isinstance(decision, Applied), decision
+    assert (OPERATOR, "uwv", event.time) == (
+        emitter_of(event.source, make.registry),
+        decision.state.holder,
+        decision.state.last_event_at,
+    )

@@ -12,7 +12,16 @@ import typer
 
 from contracts.parse import EventRejected
 from contracts.registry import RegistryInvalid
-from services.cli import bench_cmd, broker_cmd, cases_cmd, contracts_cmd, emit_cmd, up_cmd
+from services.cli import (
+    bench_cmd,
+    broker_cmd,
+    cases_cmd,
+    contracts_cmd,
+    emit_cmd,
+    signals_cmd,
+    simulate_cmd,
+    up_cmd,
+)
 from services.runtime.errors import UserError
 from services.runtime.logging import configure
 from services.runtime.settings import Settings
@@ -33,7 +42,7 @@ def _logging() -> None:
     configure(settings.log_level, settings.log_format)
 
 
-for module in (up_cmd, broker_cmd, emit_cmd, cases_cmd, bench_cmd):
+for module in (up_cmd, broker_cmd, emit_cmd, cases_cmd, signals_cmd, simulate_cmd, bench_cmd):
     module.register(app)
 app.add_typer(contracts_cmd.app, name="contracts")
 

@@ -20,6 +20,7 @@ VERBS = [
     ["emit"],
     ["case"],
     ["cases"],
+    ["signals"],
     ["contracts"],
     ["contracts", "export"],
     ["contracts", "check"],

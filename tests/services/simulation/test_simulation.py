@@ -15,9 +15,11 @@ from services.simulation.verdict import render
 pytestmark = pytest.mark.broker
 
 CASES = 1000
-SPEED = 3.0
-"""Clock seconds per real second: the 1 clock second of tolerance is 333 ms of real time,
-twice the worst delay measured for the escalation service on PostgreSQL under this load."""
+SPEED = 2.0
+"""Clock seconds per real second. The stories keep their real pace at any speed, so the
+speed only sets how much real time the verdict's 1 clock second is: 500 ms here, three
+times the worst timer delay measured for the escalation service on PostgreSQL under this
+load, so a CI machine busy with other work does not fail the run."""
 RATE = 40.0
 """Cases opened per real second: a thousand in 25 s, a burst the services absorb."""
 
@@ -31,6 +33,7 @@ async def test_a_region_of_a_thousand_cases_gets_a_clean_verdict(
     started = time.monotonic()
 
     verdict = await simulate(run_settings, Options(cases=CASES, speed=SPEED, rate=RATE, seed=7))
+    print(render(verdict))  # in the report of a failing run
 
     assert verdict.finished, render(verdict)
     assert 0 == verdict.failures, render(verdict)

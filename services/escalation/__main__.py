@@ -7,14 +7,9 @@ run, and is stopped after it, before the engine is disposed.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
-from contracts.registry import RegistryInvalid
 from services.escalation.service import EscalationService
-from services.runtime.logging import configure
 from services.runtime.registry_file import load_registry
-from services.runtime.service import run_service
+from services.runtime.service import run_service, service_main
 from services.runtime.settings import Settings
 from services.runtime.store import make_engine, migrate
 
@@ -43,20 +38,7 @@ async def _run(settings: Settings, bootstrap: str) -> None:
 
 
 def main() -> None:
-    settings = Settings()
-    configure(settings.log_level, settings.log_format)
-    bootstrap = settings.kafka_bootstrap
-    if not bootstrap:
-        sys.exit(
-            "ketenbus-escalation: KETENBUS_KAFKA_BOOTSTRAP is not set; set it to the Kafka "
-            "bootstrap servers, or run the whole bus with `ketenbus up`"
-        )
-    try:
-        asyncio.run(_run(settings, bootstrap))
-    except RegistryInvalid as exc:
-        sys.exit(f"ketenbus-escalation: {exc}")
-    except KeyboardInterrupt:
-        sys.exit(130)
+    service_main("escalation", _run)
 
 
 if __name__ == "__main__":

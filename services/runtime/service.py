@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from starlette.applications import Starlette
@@ -101,3 +103,28 @@ async def _start_with_retry(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         delay = min(delay * 2, 10.0)
+
+
+def service_main(name: str, run: Callable[[Settings, str], Coroutine[Any, Any, None]]) -> None:
+    """The `python -m services.<name>` entry point: settings, logging, then `run`.
+
+    Every problem a user can act on (no bootstrap, an invalid registry) ends the
+    process with one line naming the service, never a traceback.
+    """
+    from contracts.registry import RegistryInvalid
+    from services.runtime.logging import configure
+
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        sys.exit(
+            f"ketenbus-{name}: KETENBUS_KAFKA_BOOTSTRAP is not set; set it to the Kafka "
+            "bootstrap servers, or run the whole bus with `ketenbus up`"
+        )
+    try:
+        asyncio.run(run(settings, bootstrap))
+    except RegistryInvalid as exc:
+        sys.exit(f"ketenbus-{name}: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -123,7 +123,9 @@ class CaseRouting:
 
     def _receivers(self, event: CaseEvent[Any], sender: str) -> list[str]:
         receivers = dict.fromkeys(self._subscribers.get(event.name, ()))
-        for party in ("from_agency", "to_agency"):
+        # The parties an event names: both ends of a handoff, and the agency a
+        # resolution forces the case to (it must learn that it now holds the case).
+        for party in ("from_agency", "to_agency", "handoff_to"):
             code = getattr(event.data, party, None)
             if isinstance(code, str) and self.registry.agency(code) is not None:
                 receivers[code] = None

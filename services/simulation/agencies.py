@@ -145,10 +145,10 @@ class Agencies:
         """The case's escalation resolved on the case log: its holder (a new one, if the
         handoff was forced) takes it from there.
 
-        Read from the case log because the router puts `escalation-resolved` in no
-        holder's inbox (not even that of `handoff_to`), and acting on the team's word
-        alone would race the resolution: a close sent from another outbox can reach
-        the case log first.
+        Read from the case log, not from an inbox: the router tells `handoff_to`, but
+        not a holder that keeps the case, and acting on the team's word alone would
+        race the resolution: a close sent from another outbox can reach the case log
+        first.
         """
         progress = self.cases.get(event.subject)
         if progress is None or progress.done or not isinstance(event, EscalationResolved):

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 from contracts import topics
 from contracts.envelope import source_urn
-from contracts.events import CaseClosed, CaseClosure, HandoffRequest, HandoffRequested
+from contracts.events import (
+    CaseClosed,
+    CaseClosure,
+    EscalationResolution,
+    EscalationResolved,
+    HandoffRequest,
+    HandoffRequested,
+    TeamRef,
+)
 from contracts.registry import AgencyRegistry
 from services.router.routing import NIL_CASE, CaseRouting, OutboxMessage
 
@@ -99,3 +107,25 @@ def test_a_case_id_key_written_as_a_json_string_is_accepted(registry: AgencyRegi
 
     assert [topics.CASES, topics.inbox("gm0363")] == [o.topic for o in out]
     assert str(case_id).encode() == out[0].key
+
+
+def test_a_forced_handoff_reaches_the_agency_that_now_holds_the_case(
+    registry: AgencyRegistry,
+) -> None:
+    case_id = uuid.uuid4()
+    minszw = registry.agency("minszw")
+    assert minszw is not None
+    resolved = EscalationResolved.new(
+        source=source_urn(minszw.oin, "maatwerkloket"),
+        case_id=case_id,
+        data=EscalationResolution(
+            escalation_id=uuid.uuid4(),
+            team=TeamRef(agency="minszw", team="maatwerkloket"),
+            outcome="handoff-forced",
+            handoff_to="gm0363",
+        ),
+    ).to_json()
+
+    out = CaseRouting(registry).route(_message(topics.outbox("minszw"), case_id, resolved))
+
+    assert topics.inbox("gm0363") in {o.topic for o in out}

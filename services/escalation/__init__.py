@@ -8,10 +8,17 @@ Produces, as `urn:nld:oin:<operator OIN>:systeem:ketenbus-escalation`:
   `ketenbus.cases` (so the tracker shows it on the case's timeline) and to the
   inbox of the alerted team's agency;
 - `handoff-expired` to `ketenbus.cases` and the inboxes of both handoff parties;
+- `escalation-resolved` (outcome `no-action-needed`), as the raise went, when
+  the handoff's answer is ahead of its expiry on the case log: the tracker
+  keeps the answer, and the escalation raised with the expiry is withdrawn;
 - for a refused `escalation-requested` (from an agency that never held the
   case): the record to `ketenbus.dlq`, with the reason in the `ketenbus-*`
   headers and `ketenbus-rejected-by: escalation`, and `delivery-failed` to the
   sender's inbox. Nothing is raised for it.
+
+The service follows the case log with the tracker's own state machine,
+including its own expiries as they come back, so the two agree on holder,
+pending handoff and rejection count.
 
 Triggers: a handoff unanswered at its deadline; a case with no agency event
 for its category's idle limit; the `ping_pong_limit`-th rejection; a hardship

@@ -3,17 +3,25 @@
 A request is granted only to an agency that holds or has held the case; any
 other is refused the way the router refuses: the record to the dead-letter
 topic with the reason in its headers, and a `delivery-failed` notice to the
-sender. Acknowledging and resolving are for the agency of the team that was
-alerted last; anything else is logged and ignored (it changes no state, and
-the tracker still shows it on the timeline).
+sender. Acknowledging and resolving are for the team alerted last, or a team
+higher up the case's path: a higher level may take an escalation over, and an
+acknowledgement from the next level can overtake the record of the climb that
+alerted it (the alert is out before the climb is committed). Anything else is
+logged and ignored (it changes no state; the tracker still shows it).
 """
 
 from __future__ import annotations
 
-from contracts.events import EscalationAcknowledged, EscalationRequested, EscalationResolved
+from contracts.case import EscalationLevel
+from contracts.events import (
+    EscalationAcknowledged,
+    EscalationRequested,
+    EscalationResolved,
+    TeamRef,
+)
 from services.escalation.levels import Cause, Context, raise_escalation
 from services.escalation.messages import Origin, refusal_messages
-from services.escalation.model import CaseFile
+from services.escalation.model import CaseFile, Escalation
 from services.escalation.workspace import Cancel, Workspace
 
 
@@ -76,6 +84,7 @@ def refused(
 
 def answer(
     ws: Workspace,
+    ctx: Context,
     file: CaseFile,
     event: EscalationAcknowledged | EscalationResolved,
     emitter: str,
@@ -91,15 +100,18 @@ def answer(
     if escalation is None or escalation.case_id != file.case_id or not escalation.open:
         ws.note("info", f"{event.name} for no open escalation of the case, ignored", **fields)
         return
-    if emitter != escalation.team.agency:
+    rung = _rung_of(ctx, file, escalation, event.data.team)
+    if rung is None or emitter != event.data.team.agency:
         ws.note(
             "warning",
-            f"{event.name} not from the alerted team's agency, ignored",
+            f"{event.name} not from the alerted team or one above it, ignored",
             agency=emitter,
             alerted=escalation.team.agency,
             **fields,
         )
         return
+    if rung.level > escalation.level:
+        escalation.level, escalation.team = rung.level, event.data.team
     if isinstance(event, EscalationAcknowledged):
         if escalation.status == "raised":
             escalation.status, escalation.acknowledged_at = "acknowledged", event.time
@@ -111,3 +123,23 @@ def answer(
         ws.cancel(Cancel(ref=escalation.escalation_id, fired_too=True))
         ws.note("info", "escalation resolved", outcome=event.data.outcome, **fields)
     ws.touch_escalation(escalation)
+
+
+def _rung_of(
+    ctx: Context, file: CaseFile, escalation: Escalation, team: TeamRef
+) -> EscalationLevel | None:
+    """The lowest rung at or above the escalation's level that `team` stands on, if any."""
+    path = file.effective_path(ctx.registry)
+    if path is None:
+        return None
+    if team == escalation.team:
+        return path.at(escalation.level)
+    return next(
+        (
+            rung
+            for rung in path.levels
+            if rung.level >= escalation.level
+            and (rung.agency, rung.team) == (team.agency, team.team)
+        ),
+        None,
+    )

@@ -9,13 +9,19 @@ events, which consumers deduplicate.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from uuid import UUID
 
-from contracts.events import HandoffExpired, HandoffExpiry
+from contracts.events import (
+    EscalationResolution,
+    EscalationResolved,
+    HandoffExpired,
+    HandoffExpiry,
+    TeamRef,
+)
 from services.escalation.levels import Cause, Context, climb, describe, raise_escalation
-from services.escalation.messages import expired_messages
+from services.escalation.messages import alert_messages, expired_messages
 from services.escalation.model import CaseFile, Timer, bus_event, derived_id
-from services.escalation.workspace import Workspace
+from services.escalation.workspace import Cancel, Workspace
 
 
 def fire(ws: Workspace, ctx: Context, timer: Timer) -> None:
@@ -54,8 +60,8 @@ def _expire(ws: Workspace, ctx: Context, file: CaseFile, timer: Timer) -> None:
     )
     if not ws.emit(expired.id, expired_messages(expired)):
         return
-    # The holder keeps the case: a warm handover that did not happen leaves it where it was.
-    file.state = replace(file.state, pending=None)
+    # The pending handoff stays until the expiry comes back on the case log: an answer
+    # may be ahead of it there, and then the tracker refuses the expiry (`react`).
     file.sequence += 1
     ws.touch(file)
     ws.note(
@@ -66,12 +72,30 @@ def _expire(ws: Workspace, ctx: Context, file: CaseFile, timer: Timer) -> None:
         correlation_id=str(file.correlation_id),
         handoff_id=str(pending.handoff_id),
     )
+    raise_expiry_escalation(ws, ctx, file, expired, timer.id)
+
+
+def deadline_timer_id(expired: HandoffExpired) -> UUID:
+    """The id of the deadline timer that expired the handoff (it derives the escalation's)."""
+    data = expired.data
+    return Timer.new("handoff-deadline", expired.subject, data.handoff_id, data.deadline).id
+
+
+def expiry_escalation_id(expired: HandoffExpired) -> UUID:
+    return derived_id(deadline_timer_id(expired), "escalation:handoff-expired")
+
+
+def raise_expiry_escalation(
+    ws: Workspace, ctx: Context, file: CaseFile, expired: HandoffExpired, timer_id: UUID
+) -> None:
+    """Escalate an expired handoff, at level 1, with ids derived from its deadline timer."""
+    data = expired.data
     cause = Cause(
         "handoff-expired",
-        f"handoff {pending.from_agency} -> {pending.to_agency} not answered by its deadline",
-        agency_pair=(pending.from_agency, pending.to_agency),
+        f"handoff {data.from_agency} -> {data.to_agency} not answered by its deadline",
+        agency_pair=(data.from_agency, data.to_agency),
     )
-    raise_escalation(ws, ctx, file, cause, level=1, origin=timer.id, causation_id=expired.id)
+    raise_escalation(ws, ctx, file, cause, level=1, origin=timer_id, causation_id=expired.id)
 
 
 def _idle(ws: Workspace, ctx: Context, file: CaseFile, timer: Timer) -> None:
@@ -83,4 +107,58 @@ def _idle(ws: Workspace, ctx: Context, file: CaseFile, timer: Timer) -> None:
     cause = Cause("idle", f"no event on the case for {describe(limit)}", agency_pair=pair)
     raise_escalation(
         ws, ctx, file, cause, level=1, origin=timer.id, causation_id=timer.causation_id
+    )
+
+
+def void_expiry(ws: Workspace, ctx: Context, file: CaseFile, expired: HandoffExpired) -> None:
+    """The bus expired a handoff whose answer is ahead of the expiry on the case log.
+
+    The tracker refuses such an expiry, so the escalation raised with it stands
+    on nothing: the bus resolves it (`no-action-needed`), telling the team it
+    alerted, and clears its timers. Its id derives from the deadline timer's,
+    so this works whether or not the timer round has recorded the escalation
+    yet (if not, the round finds the handoff answered and records nothing).
+    """
+    data = expired.data
+    escalation_id = expiry_escalation_id(expired)
+    escalation = ws.escalations.get(escalation_id)
+    path = file.effective_path(ctx.registry)
+    if escalation is not None:
+        team = escalation.team
+    elif path is not None:
+        rung = path.at(1)
+        team = TeamRef(agency=rung.agency, team=rung.team)
+    else:
+        return
+    event = bus_event(
+        EscalationResolved,
+        derived_id(expired.id, "escalation-resolved"),
+        source=ctx.source,
+        file=file,
+        time=ctx.now,
+        causation_id=expired.id,
+        data=EscalationResolution(
+            escalation_id=escalation_id,
+            team=team,
+            outcome="no-action-needed",
+            note="The handoff was answered before the bus expired it: nothing to escalate.",
+        ),
+    )
+    if not ws.emit(event.id, alert_messages(event)):
+        return
+    file.sequence += 1
+    ws.touch(file)
+    ws.cancel(Cancel(ref=escalation_id, fired_too=True))
+    if escalation is not None and escalation.open:
+        escalation.status, escalation.resolved_at = "withdrawn", ctx.now
+        escalation.outcome = "no-action-needed"
+        ws.touch_escalation(escalation)
+    ws.note(
+        "info",
+        "expiry overtaken by the handoff's answer, its escalation withdrawn",
+        case_id=str(file.case_id),
+        event_id=str(event.id),
+        correlation_id=str(file.correlation_id),
+        escalation_id=str(escalation_id),
+        handoff_id=str(data.handoff_id),
     )

@@ -15,9 +15,13 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from contracts.case import CaseFlag, EscalationLevel
-from contracts.events import EscalationRaise, EscalationRaised, TeamRef
+from contracts.events import (
+    EscalationRaise,
+    EscalationRaised,
+    TeamRef,
+)
 from contracts.registry import AgencyRegistry
-from services.escalation.messages import raised_messages
+from services.escalation.messages import alert_messages
 from services.escalation.model import (
     CaseFile,
     Escalation,
@@ -117,7 +121,7 @@ def raise_escalation(
             agency_pair=list(cause.agency_pair),
         ),
     )
-    if not ws.emit(event.id, raised_messages(event)):
+    if not ws.emit(event.id, alert_messages(event)):
         return None
     file.sequence += 1
     ws.touch(file)
@@ -189,7 +193,7 @@ def climb(
             agency_pair=list(escalation.agency_pair),
         ),
     )
-    if not ws.emit(event.id, raised_messages(event)):
+    if not ws.emit(event.id, alert_messages(event)):
         return
     file.sequence += 1
     ws.touch(file)

@@ -1,8 +1,9 @@
 """Where each event the service emits goes, and producing them with the broker's ack.
 
-An alert goes to three places: `ketenbus.escalations` (the teams' and the
-console's feed), `ketenbus.cases` (so the tracker puts it on the case's
-timeline) and the inbox of the alerted team's agency. An expiry goes to the
+An alert (or the bus's withdrawal of one) goes to three places:
+`ketenbus.escalations` (the teams' and the console's feed), `ketenbus.cases`
+(so the tracker puts it on the case's timeline) and the inbox of the alerted
+team's agency. An expiry goes to the
 case log and to both parties of the handoff. A refused request goes, as it
 came, to the dead-letter topic, and the sender is told in its inbox.
 """
@@ -19,7 +20,13 @@ from faststream.kafka import KafkaBroker
 
 from contracts import topics
 from contracts.envelope import CONTENT_TYPE, CaseEvent
-from contracts.events import DeliveryFailed, DeliveryFailure, EscalationRaised, HandoffExpired
+from contracts.events import (
+    DeliveryFailed,
+    DeliveryFailure,
+    EscalationRaised,
+    EscalationResolved,
+    HandoffExpired,
+)
 from services.escalation.model import derived_id
 
 REJECTED_BY = "escalation"
@@ -58,7 +65,8 @@ def _to(topic: str, event: CaseEvent[Any]) -> Outgoing:
     )
 
 
-def raised_messages(event: EscalationRaised) -> list[Outgoing]:
+def alert_messages(event: EscalationRaised | EscalationResolved) -> list[Outgoing]:
+    """A raise, or the bus's own withdrawal of one, to the feed, the case log and the team."""
     team_agency = event.data.team.agency
     return [
         _to(topics.ESCALATIONS, event),

@@ -16,6 +16,7 @@ is pending. On top of that:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from contracts.case import CaseFlag
@@ -27,10 +28,17 @@ from contracts.events import (
     EscalationAcknowledged,
     EscalationRequested,
     EscalationResolved,
+    HandoffExpired,
     HandoffRejected,
     HandoffRequested,
 )
 from services.escalation.asks import answer, manual, refused
+from services.escalation.fire import (
+    deadline_timer_id,
+    expiry_escalation_id,
+    raise_expiry_escalation,
+    void_expiry,
+)
 from services.escalation.levels import Cause, Context, raise_escalation
 from services.escalation.messages import Origin
 from services.escalation.model import CaseFile, Timer
@@ -42,9 +50,13 @@ def react(
     ws: Workspace, ctx: Context, event: CaseEvent[Any], emitter: str | None, origin: Origin
 ) -> None:
     """Apply one event from the case log, emitted by `emitter` (None: not in the registry)."""
-    if emitter is None or emitter == OPERATOR:
-        return  # foreign sources are the tracker's to record; the bus's own events are ours
+    if emitter is None:
+        return  # foreign sources are the tracker's to record
     file = ws.files.get(event.subject)
+    if emitter == OPERATOR:
+        if isinstance(event, HandoffExpired) and file is not None:
+            _expired(ws, ctx, file, event)
+        return  # the bus's other events are this service's own or notices
     if isinstance(event, EscalationRequested) and refused(
         ws, ctx, event=event, emitter=emitter, file=file, origin=origin
     ):
@@ -63,27 +75,47 @@ def react(
     if isinstance(event, CaseClosed):
         _close(ws, file, event)
         return
+    _trigger(ws, ctx, file, event, emitter)
+    _idle(ws, ctx, file, before, event)
+
+
+def _trigger(
+    ws: Workspace, ctx: Context, file: CaseFile, event: CaseEvent[Any], emitter: str
+) -> None:
+    """What an applied agency event sets in motion besides moving the case."""
     if isinstance(event, CaseContextUpdated):
         if event.data.escalation_path is not None:
             file.path = event.data.escalation_path
         _flags(ws, ctx, file, event.data.context.flags, event)
     elif isinstance(event, HandoffRequested):
+        data = event.data
         ws.schedule(
-            Timer.new(
-                "handoff-deadline",
-                file.case_id,
-                event.data.handoff_id,
-                event.data.deadline,
-                event.id,
-            )
+            Timer.new("handoff-deadline", file.case_id, data.handoff_id, data.deadline, event.id)
         )
     elif isinstance(event, HandoffRejected):
         _ping_pong(ws, ctx, file, event)
     elif isinstance(event, EscalationRequested):
         manual(ws, ctx, file, event, emitter)
     elif isinstance(event, EscalationAcknowledged | EscalationResolved):
-        answer(ws, file, event, emitter)
-    _idle(ws, ctx, file, before, event)
+        answer(ws, ctx, file, event, emitter)
+
+
+def _expired(ws: Workspace, ctx: Context, file: CaseFile, event: HandoffExpired) -> None:
+    """The bus's expiry, in case-log order: it ends the pending handoff, unless an
+    answer came first (then the tracker refuses it, and so does this service)."""
+    decision = decide(file.state, event, OPERATOR)
+    if isinstance(decision, Applied):
+        # Only the pending handoff changes: the bus's own events are no activity (idle).
+        file.state = replace(file.state, pending=decision.state.pending)
+        ws.touch(file)
+        if expiry_escalation_id(event) not in ws.known_escalations:
+            # The round that expired it has not recorded its escalation (yet, or ever:
+            # it died after producing). Record it as raised then: the same ids and
+            # times as the round's, so a raise already out is the same event again.
+            at_expiry = replace(ctx, now=event.time)
+            raise_expiry_escalation(ws, at_expiry, file, event, deadline_timer_id(event))
+    elif file.state.status == "open":
+        void_expiry(ws, ctx, file, event)
 
 
 def _deciders(ctx: Context, file: CaseFile) -> frozenset[str]:

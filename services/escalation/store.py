@@ -57,6 +57,7 @@ async def load(
     """The cases among `case_ids` the service knows, and their open escalations."""
     files: dict[UUID, CaseFile] = {}
     found: dict[UUID, Escalation] = {}
+    known: set[UUID] = set()
     for chunk in chunks(sorted(set(case_ids))):
         query = (
             select(escalation_cases)
@@ -67,12 +68,17 @@ async def load(
             query = query.with_for_update()
         for row in await connection.execute(query):
             files[row.case_id] = file_of(row)
-        opened = select(escalations).where(
-            escalations.c.case_id.in_(chunk), escalations.c.status.in_(OPEN)
-        )
-        for row in await connection.execute(opened):
-            found[row.escalation_id] = escalation_of(row)
-    return Workspace(files, found, published=published)
+        # Every escalation of the cases, closed ones too: the rules must know an id
+        # was used (a replayed expiry must not raise again what was resolved).
+        for row in await connection.execute(
+            select(escalations).where(escalations.c.case_id.in_(chunk))
+        ):
+            known.add(row.escalation_id)
+            if row.status in OPEN:
+                found[row.escalation_id] = escalation_of(row)
+    workspace = Workspace(files, found, published=published)
+    workspace.known_escalations.update(known)
+    return workspace
 
 
 async def seen_ids(connection: AsyncConnection, event_ids: Sequence[UUID]) -> set[UUID]:

@@ -55,6 +55,8 @@ class Workspace:
         self.files = files
         self.escalations = escalations
         """The open escalations of the loaded cases, and those this work changed."""
+        self.known_escalations: set[UUID] = set(escalations)
+        """The ids of every escalation of the loaded cases, open or not."""
         self.existing_files = set(files)
         self.existing_escalations = set(escalations)
         self.changed_files: set[UUID] = set()
@@ -88,6 +90,7 @@ class Workspace:
 
     def touch_escalation(self, escalation: Escalation) -> None:
         self.escalations[escalation.escalation_id] = escalation
+        self.known_escalations.add(escalation.escalation_id)
         self.changed_escalations.add(escalation.escalation_id)
 
     def open_escalation(self, case_id: UUID, trigger: Trigger) -> Escalation | None:

@@ -32,6 +32,9 @@ from contracts.registry import AgencyRegistry
 
 OPERATOR = "(operator)"
 
+TOLERANCE = timedelta(seconds=1)
+"""How late (simulated time) the bus may act on a deadline and still be in time."""
+
 
 @dataclass(frozen=True, slots=True)
 class Stall:
@@ -142,11 +145,18 @@ class CaseHistory:
 
     @property
     def stalls(self) -> list[Stall]:
-        """Handoffs not answered by their deadline, on a case still open then."""
+        """Handoffs not answered by their deadline + TOLERANCE, on a case still open then.
+
+        An answer inside the tolerance that the case log has ahead of the bus's
+        expiry ends the handoff (the bus may be that late): nothing stalled.
+        """
         return [
             s
             for s in self.requested
-            if ((answer := self.answered.get(s.handoff_id)) is None or answer > s.deadline)
+            if (
+                (answer := self.answered.get(s.handoff_id)) is None
+                or answer > s.deadline + TOLERANCE
+            )
             and self.open_at(s.deadline)
         ]
 

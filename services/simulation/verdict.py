@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -22,12 +22,9 @@ from pydantic import BaseModel
 from contracts.envelope import CaseEvent
 from contracts.events import EscalationRaised
 from contracts.registry import AgencyRegistry
-from services.simulation.evidence import CaseHistory, Stall, histories
+from services.simulation.evidence import TOLERANCE, CaseHistory, Stall, histories
 from services.simulation.triggers import delays as delays_of
 from services.simulation.triggers import unescalated_triggers
-
-TOLERANCE = timedelta(seconds=1)
-"""How late (simulated time) an escalation may be and still count as in time."""
 
 
 class Cause(BaseModel):

@@ -16,23 +16,31 @@ from contracts.events import (
     CaseClosure,
     CaseOpened,
     CaseOpening,
+    EscalationAcknowledged,
+    EscalationAcknowledgement,
     EscalationRequest,
     EscalationRequested,
     EscalationResolution,
     EscalationResolved,
+    HandoffAcceptance,
+    HandoffAccepted,
+    HandoffExpired,
     HandoffRejected,
     HandoffRejection,
     HandoffRequest,
     HandoffRequested,
     TeamRef,
 )
+from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
+from contracts.topics import CASES
 from services.escalation.fire import fire
 from services.escalation.levels import Context
 from services.escalation.messages import Origin
 from services.escalation.model import Timer
 from services.escalation.react import react
 from services.escalation.workspace import Workspace
+from services.tracker.state import OPERATOR
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 ORIGIN = Origin("ketenbus.cases", 0, 7, None, b"{}")
@@ -87,6 +95,26 @@ class Story:
         )
         self.tell(request.data.to_agency, HandoffRejected, data)
 
+    def accept(self, request: HandoffRequested) -> None:
+        data = HandoffAcceptance(
+            handoff_id=request.data.handoff_id,
+            from_agency=request.data.from_agency,
+            to_agency=request.data.to_agency,
+        )
+        self.tell(request.data.to_agency, HandoffAccepted, data)
+
+    def fire_due(self, timer: Timer) -> list[CaseEvent[Any]]:
+        """Fire `timer` at its due time as a round records it; the events it produced."""
+        self.now = timer.due_at
+        start = len(self.ws.outbox)
+        fire(self.ws, self.context(), timer)
+        out = [parse_event(m.value) for m in self.ws.outbox[start:] if m.topic == CASES]
+        return [event for event in out if event is not None]
+
+    def bus_event_back(self, event: CaseEvent[Any]) -> None:
+        """One of the bus's own events read back from the case log."""
+        react(self.ws, self.context(), event, OPERATOR, ORIGIN)
+
     def timer(self, kind: str, ref: UUID | None = None) -> Timer:
         return next(t for t in self.ws.timers.values() if t.kind == kind and ref in (None, t.ref))
 
@@ -109,7 +137,7 @@ def test_a_firing_records_only_what_its_published_events_announce(
     fire(nothing, story.context(), deadline)
 
     assert [expired_id] == only_expiry.emitted
-    assert only_expiry.files[story.case_id].state.pending is None
+    assert only_expiry.files[story.case_id].state.pending is not None  # until it is on the log
     assert {} == only_expiry.escalations
     assert [] == nothing.emitted
     assert not nothing.changed_files
@@ -181,3 +209,93 @@ def test_closing_a_case_withdraws_its_escalations_and_refuses_later_requests(
     assert [b"case-closed"] == [
         dict(m.headers).get("ketenbus-reason-code", "").encode() for m in refusal[:1]
     ]
+
+
+def test_an_expiry_back_on_the_case_log_ends_the_handoff_and_a_late_answer_is_refused(
+    registry: AgencyRegistry,
+) -> None:
+    story = Story(registry)
+    story.open()
+    request = story.request("uwv", "svb")
+    expired, raised = story.fire_due(story.timer("handoff-deadline"))
+    story.bus_event_back(expired)
+
+    story.accept(request)
+
+    file = story.ws.files[story.case_id]
+    assert (None, "uwv") == (file.state.pending, file.state.holder)
+    assert isinstance(expired, HandoffExpired)
+    assert ["raised"] == [e.status for e in story.ws.escalations.values()]
+    assert "escalation-raised" == raised.name
+
+
+def test_an_expiry_overtaken_by_the_answer_on_the_case_log_withdraws_its_escalation(
+    registry: AgencyRegistry,
+) -> None:
+    story = Story(registry)
+    story.open()
+    request = story.request("uwv", "svb")
+    expired, raised = story.fire_due(story.timer("handoff-deadline"))
+    story.accept(request)  # ahead of the expiry on the log: the tracker takes the answer
+    start = len(story.ws.outbox)
+
+    story.bus_event_back(expired)
+
+    file = story.ws.files[story.case_id]
+    [escalation] = story.ws.escalations.values()
+    resolutions = [parse_event(m.value) for m in story.ws.outbox[start:] if m.topic == CASES]
+    assert ("svb", None) == (file.state.holder, file.state.pending)
+    assert ("withdrawn", "no-action-needed") == (escalation.status, escalation.outcome)
+    assert [(raised.data.escalation_id, "no-action-needed")] == [
+        (r.data.escalation_id, r.data.outcome)
+        for r in resolutions
+        if isinstance(r, EscalationResolved)
+    ]
+    assert story.ws.cancels[-1].fired_too
+
+
+def test_an_acknowledgement_from_the_next_level_counts_before_the_climb_is_recorded(
+    registry: AgencyRegistry,
+) -> None:
+    story = Story(registry)
+    story.open()
+    story.tell("uwv", EscalationRequested, EscalationRequest(reason="Vast"))
+    [escalation] = story.ws.escalations.values()
+    path = story.ws.files[story.case_id].effective_path(registry)
+    assert path is not None
+    second = path.at(2)
+    assert 1 == escalation.level
+
+    story.tell(
+        second.agency,
+        EscalationAcknowledged,
+        EscalationAcknowledgement(
+            escalation_id=escalation.escalation_id,
+            level=2,
+            team=TeamRef(agency=second.agency, team=second.team),
+        ),
+    )
+
+    assert ("acknowledged", 2) == (escalation.status, escalation.level)
+    assert (second.agency, second.team) == (escalation.team.agency, escalation.team.team)
+
+
+def test_an_acknowledgement_from_a_team_not_on_the_path_is_ignored(
+    registry: AgencyRegistry,
+) -> None:
+    story = Story(registry)
+    story.open()
+    story.tell("uwv", EscalationRequested, EscalationRequest(reason="Vast"))
+    [escalation] = story.ws.escalations.values()
+
+    story.tell(
+        "svb",
+        EscalationAcknowledged,
+        EscalationAcknowledgement(
+            escalation_id=escalation.escalation_id,
+            level=1,
+            team=TeamRef(agency="svb", team="teamleiding"),
+        ),
+    )
+
+    assert ("raised", 1) == (escalation.status, escalation.level)

@@ -75,6 +75,15 @@ def test_an_answer_after_the_deadline_still_leaves_the_handoff_stalled(
     assert verdict.cases_without_one_holder == 0
 
 
+def test_an_answer_within_the_tolerance_ahead_of_any_expiry_ends_the_handoff(
+    registry: AgencyRegistry,
+) -> None:
+    case = Case(registry)
+    events = [case.opened(0), case.requested(10, deadline=100), case.accepted(100.6)]
+    verdict = _judge(registry, events, {case.id: "svb"}, now=200)
+    assert (0, 0) == (verdict.stalled_handoffs, verdict.failures)
+
+
 def test_an_unacknowledged_level_that_does_not_climb_is_counted(registry: AgencyRegistry) -> None:
     case = Case(registry)
     events = [*_stalled_then_climbed(case)[:4]]  # raised at level 1, never acknowledged

@@ -82,6 +82,34 @@ class PersonalSection(BaseModel):
     amounts: list[MoneyAmount] = Field(default_factory=list)
 
 
+# Standard base64 with padding; at least the 48 bytes a sealed box adds to its content.
+SealedBoxText = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        min_length=64,
+    ),
+]
+
+
+class SealedPersonal(BaseModel):
+    """The personal section sealed per receiving agency: only that agency can open its box.
+
+    Each value is the standard-base64 X25519 sealed box (libsodium
+    `crypto_box_seal`) of the JSON of a PersonalSection, sealed for the X25519
+    form of the agency's registered Ed25519 signing key. `contracts.sealing`
+    seals and opens them.
+    """
+
+    model_config = STRICT
+    sealed: dict[AgencyCode, SealedBoxText] = Field(
+        min_length=1,
+        description="Per receiving agency code, the sealed box of the personal section.",
+        # The model refuses a key that is not an agency code; say so in the schema too.
+        json_schema_extra={"additionalProperties": False},
+    )
+
+
 class CaseContext(BaseModel):
     """What travels with the case from desk to desk."""
 
@@ -90,7 +118,10 @@ class CaseContext(BaseModel):
     promises: list[CitizenPromise] = Field(default_factory=list)
     deadlines: list[OpenDeadline] = Field(default_factory=list)
     flags: list[CaseFlag] = Field(default_factory=list)
-    personal: PersonalSection | None = None
+    personal: PersonalSection | SealedPersonal | None = Field(
+        default=None,
+        description="Personal data, in the clear or sealed per receiving agency.",
+    )
 
 
 class EscalationLevel(BaseModel):

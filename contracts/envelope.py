@@ -32,6 +32,12 @@ EventType = Annotated[
 UriString = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$", max_length=2048)
 ]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+"""A signing key's id: the first 16 hex digits of SHA-256 over the raw public key."""
+
+# Standard base64 of exactly 64 bytes, canonical: the last character carries two
+# bits and four zero bits, so only one spelling of each signature is accepted.
+Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{85}[AQgw]==$")]
 
 DataT = TypeVar("DataT", bound=BaseModel)
 
@@ -79,6 +85,16 @@ class CaseEvent(BaseModel, Generic[DataT]):
     causationid: UUID | None = Field(default=None, description="The event this one answers.")
     sequence: int = Field(ge=1, description="Per case, per emitter, from 1.")
     dataref: UriString | None = None
+    signingkey: KeyId | None = Field(
+        default=None,
+        description="The id of the Ed25519 key that signed the event: the first 16 hex "
+        "digits of SHA-256 over the raw 32-byte public key in the agency registry.",
+    )
+    signature: Signature | None = Field(
+        default=None,
+        description="Standard base64 of the Ed25519 signature over the event's RFC 8785 "
+        "canonical form without this attribute.",
+    )
     data: DataT
 
     @property

@@ -6,16 +6,22 @@ the caller) and answers the questions the router asks per event.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 from datetime import timedelta
 from functools import cached_property
 from typing import Any, Literal
 
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -34,6 +40,33 @@ from contracts.events import EVENT_CLASSES
 _MODEL = ConfigDict(extra="forbid", frozen=True)
 
 ContextField = Literal["actions", "promises", "deadlines", "flags", "personal"]
+
+
+def key_id(public_key: bytes) -> str:
+    """The id of an Ed25519 public key: the first 16 hex digits of SHA-256 over its 32 bytes."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def public_key_bytes(encoded: str) -> bytes:
+    """The 32 raw bytes of a registry `signing_key`; ValueError says what is wrong with it."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "must be standard base64 (A-Z a-z 0-9 + /, padded with =) of a 32-byte "
+            "Ed25519 public key"
+        ) from None
+    if len(raw) != 32:
+        raise ValueError(f"must be an Ed25519 public key of 32 bytes, got {len(raw)} bytes")
+    if base64.b64encode(raw).decode() != encoded:
+        # One spelling per key, the one `ketenbus keys new` prints, so its text finds it.
+        raise ValueError("is not in canonical base64 (the padding bits must be zero)")
+    try:
+        # A key with no X25519 form (a low-order point) could not be sealed for.
+        VerifyKey(raw).to_curve25519_public_key()
+    except CryptoError:
+        raise ValueError("is not a valid Ed25519 public key") from None
+    return raw
 
 
 class RegistryInvalid(ValueError):
@@ -65,10 +98,35 @@ class Agency(BaseModel):
     code: AgencyCode
     name: ShortText
     oin: Oin
-    signing_key: str | None = Field(default=None, description="Ed25519 public key, base64.")
+    signing_key: str | None = Field(
+        default=None,
+        description="Ed25519 public key, standard base64 of its 32 raw bytes. It verifies "
+        "the agency's signatures, and its X25519 form is what personal data is sealed for.",
+    )
     emits: list[EventName] = Field(default_factory=list)
     subscriptions: list[Subscription] = Field(default_factory=list)
     escalation_teams: list[EscalationTeam] = Field(default_factory=list)
+
+    @field_validator("signing_key")
+    @classmethod
+    def _ed25519_public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            public_key_bytes(value)
+        return value
+
+    @cached_property
+    def key_id(self) -> str | None:
+        """The id of the agency's signing key (`signingkey` on its events), if it has one."""
+        if self.signing_key is None:
+            return None
+        return key_id(public_key_bytes(self.signing_key))
+
+    @cached_property
+    def verify_key(self) -> VerifyKey | None:
+        """The agency's signing key, ready to verify with (built once per registry load)."""
+        if self.signing_key is None:
+            return None
+        return VerifyKey(public_key_bytes(self.signing_key))
 
 
 class CaseCategory(BaseModel):
@@ -77,6 +135,12 @@ class CaseCategory(BaseModel):
     name: ShortText
     idle_limit: PositiveDuration = timedelta(days=14)
     handoff_fields: list[ContextField] = Field(default_factory=list)
+    handoff_purpose: ShortText = Field(
+        description="Why a handoff's receiver gets the case: the purpose in its audit records."
+    )
+    handoff_legal_basis: ShortText = Field(
+        description="The law that lets a handoff's receiver see the handoff_fields."
+    )
     escalation_path: EscalationPath
 
 
@@ -100,6 +164,16 @@ class AgencyRegistry(BaseModel):
         _unique(problems, "agency code", [a.code for a in self.agencies])
         _unique(problems, "OIN", [a.oin for a in self.agencies] + [self.operator.oin])
         _unique(problems, "category code", [c.code for c in self.categories])
+        # By key id: an event names its key by id, so two keys may not share one either.
+        holders: dict[str, str] = {}
+        for agency in self.agencies:
+            if agency.key_id is None:
+                continue
+            if (holder := holders.setdefault(agency.key_id, agency.code)) != agency.code:
+                problems.append(
+                    f"agency {agency.code!r}: signing_key has the key id of agency {holder!r} "
+                    f"({agency.key_id}): each agency needs its own key pair"
+                )
         teams = {(a.code, t.code) for a in self.agencies for t in a.escalation_teams}
         for agency in self.agencies:
             problems.extend(
@@ -143,11 +217,31 @@ class AgencyRegistry(BaseModel):
     def _by_oin(self) -> dict[str, Agency]:
         return {a.oin: a for a in self.agencies}
 
+    @cached_property
+    def _by_key_id(self) -> dict[str, Agency]:
+        return {a.key_id: a for a in self.agencies if a.key_id is not None}
+
+    @cached_property
+    def _verify_keys(self) -> dict[str, VerifyKey]:
+        return {
+            key: agency.verify_key
+            for key, agency in self._by_key_id.items()
+            if agency.verify_key is not None
+        }
+
     def agency(self, code: str) -> Agency | None:
         return self._by_code.get(code)
 
     def agency_by_oin(self, oin: str) -> Agency | None:
         return self._by_oin.get(oin)
+
+    def agency_by_key_id(self, key_id: str) -> Agency | None:
+        """The agency whose registered signing key has this id (`signingkey`)."""
+        return self._by_key_id.get(key_id)
+
+    def verify_key(self, key_id: str) -> VerifyKey | None:
+        """The registered signing key with this id, ready to verify with."""
+        return self._verify_keys.get(key_id)
 
     def category(self, code: str) -> CaseCategory | None:
         return next((c for c in self.categories if c.code == code), None)

@@ -250,3 +250,45 @@ escalation_seen_events = Table(
     Column("event_id", Uuid(), primary_key=True),
 )
 """Every case-log event id the escalation service has applied (idempotency)."""
+
+
+# The audit trail (`services.audit`): one row per delivery to an agency's inbox,
+# hash-chained, and the chain's head. Field names only, never the fields' values.
+
+SHA256_HEX = 64
+"""A SHA-256 digest in lowercase hex."""
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+        comment="The record's place in the chain: 1, 2, 3, ... without gaps.",
+    ),
+    Column("case_id", Uuid(), nullable=False, index=True),
+    Column("event_id", Uuid(), nullable=False, comment="The event delivered."),
+    Column("event_type", String(64), nullable=False, comment="The event name: handoff-requested."),
+    Column("receiver", String(AGENCY), nullable=False, comment="The agency it was delivered to."),
+    Column("fields", JSON(), nullable=False, comment="Names of the context fields delivered."),
+    Column("purpose", Text, nullable=False),
+    Column("legal_basis", Text, nullable=False),
+    Column("delivered_at", UtcDateTime(), nullable=False),
+    Column("prev_hash", String(SHA256_HEX), nullable=False),
+    Column("hash", String(SHA256_HEX), nullable=False),
+)
+"""The audit trail, append-only: each row's `hash` covers its contents and `prev_hash`."""
+
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False, comment="The last record written; 0: none yet."),
+    Column("hash", String(SHA256_HEX), nullable=False, comment="That record's hash."),
+    CheckConstraint("id = 1", name="one_row"),
+)
+"""One row (id 1): where the chain ends. Appends lock it, so the chain never forks,
+and `verify` compares it with the last record, so removing records at the end shows."""
+

@@ -1,0 +1,174 @@
+"""The audit trail's records and their hash chain: who received which fields of which case.
+
+The router writes one `AuditRecord` per delivery of an event to an agency's
+inbox and publishes it on `ketenbus.audit`. Every record carries the hash of
+the one before it, so changing, removing or reordering a record breaks the
+chain at that record. Auditors outside the bus import this module on its own
+to check the records they read from the topic (`check_chain`); it does no I/O.
+
+How a record's hash is computed (so it can be checked without this code too):
+take the record as a JSON object without its `hash` member (that is, the
+entry's fields plus `seq` and `prev_hash`, with UUIDs as strings and
+`delivered_at` in UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ`), serialise it with
+the JSON Canonicalization Scheme (RFC 8785) and take the SHA-256 of those
+bytes, in lowercase hex. The first record's `prev_hash` is `GENESIS_HASH`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import rfc8785
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_serializer,
+)
+
+from contracts._types import AgencyCode, EventName, ShortText
+
+GENESIS_HASH = "0" * 64
+"""The `prev_hash` of the first record: there is nothing before it."""
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""How `delivered_at` is written in a record's JSON, and so in what its hash covers."""
+
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+"""A SHA-256 digest in lowercase hex."""
+
+FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,47}$")]
+"""The name of a section of the case context: `actions`, `personal`, ..."""
+
+
+def _in_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class AuditEntry(BaseModel):
+    """One delivery: which agency received which context fields of which case, and why.
+
+    Names only: the record says that `personal` was delivered, never what it held.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    case_id: UUID
+    event_id: UUID = Field(description="The event delivered.")
+    event_type: EventName = Field(description="The event name: handoff-requested.")
+    receiver: AgencyCode = Field(description="The agency whose inbox it was delivered to.")
+    fields: list[FieldName] = Field(
+        description="The context fields delivered; empty when the event carries no context."
+    )
+    purpose: ShortText = Field(description="The receiver's subscription purpose.")
+    legal_basis: ShortText = Field(description="The law or rule the delivery rests on.")
+    delivered_at: Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+    @field_serializer("delivered_at", when_used="json")
+    def _fixed_time(self, value: datetime) -> str:
+        # One spelling per instant (pydantic drops a zero fraction), so the hash an
+        # auditor computes from the published JSON is the hash that was written.
+        return value.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+class AuditRecord(AuditEntry):
+    """An entry linked into the chain: its place (`seq`), its predecessor's hash, its own."""
+
+    seq: int = Field(ge=1, description="1, 2, 3, ... without gaps, over all deliveries.")
+    prev_hash: Sha256Hex = Field(description="The hash of record `seq - 1`; genesis for 1.")
+    hash: Sha256Hex = Field(description="`record_hash` of this record.")
+
+
+_ENTRY_FIELDS = frozenset(AuditEntry.model_fields)
+
+
+def record_hash(seq: int, prev_hash: str, entry: AuditEntry) -> str:
+    """The SHA-256 (hex) of the RFC 8785 canonical JSON of `entry`, `seq` and `prev_hash`.
+
+    `entry` may be a record already: only the entry's own fields are hashed.
+    """
+    document = entry.model_dump(mode="json", include=set(_ENTRY_FIELDS))
+    document["seq"] = seq
+    document["prev_hash"] = prev_hash
+    return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+
+
+def link(seq: int, prev_hash: str, entry: AuditEntry) -> AuditRecord:
+    """`entry` as record number `seq`, following the record whose hash is `prev_hash`."""
+    fields = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
+    return AuditRecord(
+        **fields, seq=seq, prev_hash=prev_hash, hash=record_hash(seq, prev_hash, entry)
+    )
+
+
+BreakKind = Literal[
+    "contents-changed",
+    "not-linked",
+    "gap",
+    "out-of-order",
+    "missing-at-end",
+    "beyond-head",
+    "head-mismatch",
+]
+"""How a chain is broken. `check_chain` finds the first four; a store that also
+keeps the chain's head (`services.audit`) can tell the last three."""
+
+
+class Broken(BaseModel):
+    """Where a chain first breaks: the record (`seq`) and why, in words and as a code."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: int
+    kind: BreakKind
+    reason: str
+    case_id: UUID | None = Field(default=None, description="The record's case, if it exists.")
+    event_id: UUID | None = Field(default=None, description="The record's event, if it exists.")
+
+
+def check_chain(
+    records: Iterable[AuditRecord], *, start_hash: str = GENESIS_HASH, start_seq: int = 1
+) -> Broken | None:
+    """The first record that breaks the chain, or None when every record holds.
+
+    `records` in `seq` order (read from the topic, sort them first), starting
+    at `start_seq` after the record whose hash is `start_hash` (the defaults:
+    the whole chain from the first record). A record is broken if its hash does
+    not match its contents (it was changed), if it does not carry the hash of
+    the record before it (one was replaced, removed or reordered), or if its
+    `seq` is not the next one (records are missing, or out of order).
+    """
+    expected, previous = start_seq, start_hash
+    for record in records:
+        where = {"seq": record.seq, "case_id": record.case_id, "event_id": record.event_id}
+        if record.seq > expected:
+            missing = (
+                f"record {expected}"
+                if record.seq == expected + 1
+                else f"records {expected}-{record.seq - 1}"
+            )
+            return Broken(**where, kind="gap", reason=f"{missing} missing before it")
+        if record.seq < expected:
+            return Broken(
+                **where, kind="out-of-order", reason=f"out of order: record {expected} expected"
+            )
+        if record_hash(record.seq, record.prev_hash, record) != record.hash:
+            return Broken(
+                **where, kind="contents-changed", reason="contents changed since it was written"
+            )
+        if record.prev_hash != previous:
+            before = f"record {expected - 1}" if expected > 1 else "the start of the chain"
+            return Broken(
+                **where,
+                kind="not-linked",
+                reason=f"does not follow {before}: a record was replaced, removed or reordered",
+            )
+        expected, previous = expected + 1, record.hash
+    return None

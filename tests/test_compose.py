@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import shlex
+import subprocess
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from contracts import topics
+from services.runtime.acl import SERVICE_PRINCIPALS
 from services.runtime.registry_file import load_registry
 from services.runtime.settings import Settings
 from services.runtime.topics import bus_topics
@@ -34,10 +36,23 @@ DOCKERIGNORE = REPO / ".dockerignore"
 
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 PROJECT_SERVICES = ("kafka-init", "router", "tracker", "escalation", "console")
+SECURITY_STEP = "kafka-security"
+ONE_SHOT_STEPS = (SECURITY_STEP, "kafka-init")
 SERVICES_WITH_OWN_HEALTH = ("router", "tracker", "escalation")
 INIT_MODULE = "services.runtime.topics"
 PASSWORD_VARIABLE = "KETENBUS_DB_PASSWORD"
 INTERPOLATED_PASSWORD = re.compile(r"^\$\{" + PASSWORD_VARIABLE + r"(:\?[^}]+)?\}$")
+# `${VAR:?message}`: compose refuses to start when VAR is unset, so no default can leak in.
+REQUIRED_VARIABLE = re.compile(r"^\$\{(?P<name>[A-Z][A-Z0-9_]*):\?[^}]+\}$")
+SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN")
+KAFKA_DEPLOY = REPO / "deploy" / "kafka"
+CLIENT_LISTENER = "CLIENT"
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+ADMIN_PRINCIPAL = "User:admin"
+# kafka-init is the topic set-up job; its principal is `init` in services.runtime.acl.
+PRINCIPAL_OF_SERVICE = {
+    name: SERVICE_PRINCIPALS[name.removeprefix("kafka-")] for name in PROJECT_SERVICES
+}
 
 
 @cache
@@ -90,6 +105,35 @@ def _registry_mount(service: str) -> dict[str, Any]:
     raise AssertionError(f"{service}: nothing is mounted at KETENBUS_REGISTRY={target}")
 
 
+def _required_variable(value: str) -> str:
+    match = REQUIRED_VARIABLE.match(value)
+    assert match, f"not a required `${{VAR:?message}}` interpolation: {value}"
+    return match.group("name")
+
+
+def _bind_mounts(service: str) -> dict[str, dict[str, Any]]:
+    """The service's bind mounts by target."""
+    return {
+        volume["target"]: volume
+        for volume in _services()[service].get("volumes", [])
+        if isinstance(volume, dict) and volume.get("type") == "bind"
+    }
+
+
+def _script_of(service: str) -> Path:
+    """The repository file a service's `bash SCRIPT` entrypoint runs, through its bind mounts."""
+    entrypoint = _services()[service]["entrypoint"]
+    assert ["/bin/bash"] == entrypoint[:1], entrypoint
+    script = PurePosixPath(entrypoint[1])
+    for target, volume in _bind_mounts(service).items():
+        if script == PurePosixPath(target) or PurePosixPath(target) in script.parents:
+            assert volume.get("read_only") is True, (service, target)
+            source = REPO / str(volume["source"]) / script.relative_to(target)
+            assert source.is_file(), source
+            return source
+    raise AssertionError(f"{service}: {script} is not mounted from the repository")
+
+
 def _listeners(value: str) -> dict[str, tuple[str | None, int | None]]:
     """`NAME://host:port,...` as {name: (host, port)}."""
     parsed = {}
@@ -122,21 +166,22 @@ def test_compose_file_parses_to_services_and_volumes() -> None:
     assert isinstance(document["volumes"], dict)
 
 
-def test_compose_has_exactly_the_brokers_database_init_step_and_services() -> None:
-    expected = {*BROKERS, "postgres", *PROJECT_SERVICES}
+def test_compose_has_exactly_the_brokers_database_init_steps_and_services() -> None:
+    expected = {*BROKERS, "postgres", SECURITY_STEP, *PROJECT_SERVICES}
 
     assert expected == set(_services())
 
 
-def test_the_brokers_are_the_apache_kafka_3_9_0_services() -> None:
+def test_the_brokers_and_the_security_step_are_the_apache_kafka_3_9_0_services() -> None:
     kafka_services = {
         name
         for name, service in _services().items()
         if str(service.get("image", "")).startswith("apache/kafka")
     }
 
-    assert set(BROKERS) == kafka_services
-    assert {"apache/kafka:3.9.0"} == {_services()[name]["image"] for name in BROKERS}
+    # The security step needs the Kafka admin tools (a JVM), which the project image lacks.
+    assert {*BROKERS, SECURITY_STEP} == kafka_services
+    assert {"apache/kafka:3.9.0"} == {_services()[name]["image"] for name in kafka_services}
 
 
 @pytest.mark.parametrize("service", PROJECT_SERVICES)
@@ -236,7 +281,7 @@ def test_kafka_bootstrap_lists_every_broker_advertised_listener() -> None:
         for listener, (host, port) in _listeners(
             _environment(name)["KAFKA_ADVERTISED_LISTENERS"]
         ).items()
-        if listener == _environment(name)["KAFKA_INTER_BROKER_LISTENER_NAME"]
+        if listener == CLIENT_LISTENER
     }
 
     for service in PROJECT_SERVICES:
@@ -273,8 +318,17 @@ def test_kafka_init_replication_does_not_exceed_the_broker_count() -> None:
     assert all(isr < replication for isr in min_isr)
 
 
-def test_kafka_init_waits_for_every_broker_to_be_healthy() -> None:
+def test_kafka_init_waits_for_every_broker_and_for_the_users_and_acls() -> None:
     depends_on = _services()["kafka-init"]["depends_on"]
+
+    assert {
+        **dict.fromkeys(BROKERS, "service_healthy"),
+        SECURITY_STEP: "service_completed_successfully",
+    } == {name: condition["condition"] for name, condition in depends_on.items()}
+
+
+def test_the_security_step_waits_for_every_broker_to_be_healthy() -> None:
+    depends_on = _services()[SECURITY_STEP]["depends_on"]
 
     assert dict.fromkeys(BROKERS, "service_healthy") == {
         name: condition["condition"] for name, condition in depends_on.items()
@@ -309,14 +363,15 @@ def test_services_start_after_their_prerequisites_with_conditions() -> None:
 
 def test_long_running_services_have_a_healthcheck_and_a_restart_policy() -> None:
     for name, service in _services().items():
-        if name == "kafka-init":
+        if name in ONE_SHOT_STEPS:
             continue
         assert "test" in service.get("healthcheck", {}), name
         assert service.get("restart") in {"always", "unless-stopped"}, name
 
 
-def test_kafka_init_runs_once_and_is_not_restarted() -> None:
-    service = _services()["kafka-init"]
+@pytest.mark.parametrize("step", ONE_SHOT_STEPS)
+def test_one_shot_step_runs_once_and_is_not_restarted(step: str) -> None:
+    service = _services()[step]
 
     assert "no" == service["restart"]
     assert "healthcheck" not in service
@@ -390,14 +445,17 @@ def test_compose_file_holds_no_literal_password() -> None:
         value
         for name in _services()
         for key, value in _environment(name).items()
-        if re.search(r"PASSWORD|SECRET|TOKEN", key)
+        if SECRET_KEY.search(key) and key != "POSTGRES_PASSWORD"
     }
 
     # `${VAR:?message}`: compose refuses to start without the password.
     assert INTERPOLATED_PASSWORD.match(postgres_password), postgres_password
     assert url_passwords, "the database URL carries no password"
-    for secret in [*url_passwords, *secret_values]:
+    for secret in url_passwords:
         assert INTERPOLATED_PASSWORD.match(secret), f"literal secret in compose: {secret}"
+    assert secret_values, "no Kafka password is passed at all"
+    for secret in secret_values:
+        assert REQUIRED_VARIABLE.match(secret), f"literal or optional secret in compose: {secret}"
 
 
 def test_registry_is_mounted_read_only_from_the_repository_where_settings_read_it() -> None:
@@ -467,3 +525,143 @@ def test_dockerignore_keeps_local_state_secrets_and_caches_out_of_the_image() ->
     }
 
     assert set() == {".git", ".venv", ".ketenbus", ".env", "**/__pycache__"} - ignored
+
+
+def test_every_broker_requires_sasl_on_every_listener() -> None:
+    for name in BROKERS:
+        environment = _environment(name)
+        protocols = dict(
+            entry.split(":")
+            for entry in environment["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+        )
+        listeners = set(_listeners(environment["KAFKA_LISTENERS"]))
+        inter_broker = environment["KAFKA_INTER_BROKER_LISTENER_NAME"]
+        (controller,) = environment["KAFKA_CONTROLLER_LISTENER_NAMES"].split(",")
+
+        assert listeners == set(protocols), name
+        assert {"SASL_PLAINTEXT"} == set(protocols.values()), name
+        assert {CLIENT_LISTENER, inter_broker, controller} == listeners, name
+        assert "SCRAM-SHA-512" == environment["KAFKA_LISTENER_NAME_CLIENT_SASL_ENABLED_MECHANISMS"]
+        for listener, mechanism_key in (
+            (inter_broker, "KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"),
+            (controller, "KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL"),
+        ):
+            enabled = environment[f"KAFKA_LISTENER_NAME_{listener}_SASL_ENABLED_MECHANISMS"]
+            assert environment[mechanism_key] in enabled.split(","), (name, listener)
+
+
+def test_every_broker_denies_whatever_no_acl_allows() -> None:
+    for name in BROKERS:
+        environment = _environment(name)
+
+        assert STANDARD_AUTHORIZER == environment["KAFKA_AUTHORIZER_CLASS_NAME"], name
+        assert "false" == environment["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"], name
+        assert ADMIN_PRINCIPAL == environment["KAFKA_SUPER_USERS"], name
+
+
+def test_every_broker_starts_through_the_script_that_writes_its_admin_credentials() -> None:
+    for name in BROKERS:
+        script = _script_of(name)
+        text = script.read_text(encoding="utf-8")
+
+        assert KAFKA_DEPLOY / "broker.sh" == script, name
+        assert _required_variable(_environment(name)["ADMIN_PASSWORD"]), name
+        assert 'username="admin"' in text
+        assert "exec /etc/kafka/docker/run" in text
+        # The image turns every KAFKA_* variable into a server.properties line.
+        assert not any(
+            key.startswith("KAFKA_") and SECRET_KEY.search(key) for key in _environment(name)
+        )
+
+
+def test_broker_healthcheck_authenticates_as_admin_on_the_inter_broker_listener() -> None:
+    for name in BROKERS:
+        environment = _environment(name)
+        test = " ".join(_services()[name]["healthcheck"]["test"])
+        inter_broker = environment["KAFKA_INTER_BROKER_LISTENER_NAME"]
+        port = _listeners(environment["KAFKA_LISTENERS"])[inter_broker][1]
+
+        assert f"--bootstrap-server localhost:{port}" in test, name
+        assert "--command-config /etc/kafka/secrets/admin.properties" in test, name
+        assert "/etc/kafka/secrets/admin.properties" in _script_of(name).read_text("utf-8")
+
+
+@pytest.mark.parametrize("service", PROJECT_SERVICES)
+def test_project_service_connects_with_scram_as_its_acl_principal(service: str) -> None:
+    environment = _environment(service)
+
+    assert "SASL_PLAINTEXT" == environment["KETENBUS_KAFKA_SECURITY_PROTOCOL"]
+    assert "SCRAM-SHA-512" == environment["KETENBUS_KAFKA_SASL_MECHANISM"]
+    assert PRINCIPAL_OF_SERVICE[service] == f"User:{environment['KETENBUS_KAFKA_SASL_USERNAME']}"
+    assert _required_variable(environment["KETENBUS_KAFKA_SASL_PASSWORD"])
+
+
+def test_each_project_service_has_its_own_kafka_user_and_password_variable() -> None:
+    users = [_environment(name)["KETENBUS_KAFKA_SASL_USERNAME"] for name in PROJECT_SERVICES]
+    variables = [
+        _required_variable(_environment(name)["KETENBUS_KAFKA_SASL_PASSWORD"])
+        for name in PROJECT_SERVICES
+    ]
+    admin = _required_variable(_environment(SECURITY_STEP)["ADMIN_PASSWORD"])
+
+    assert len(PROJECT_SERVICES) == len(set(users))
+    assert len(PROJECT_SERVICES) == len(set(variables))
+    assert admin not in variables
+
+
+def test_security_step_creates_each_services_scram_user_with_that_services_password() -> None:
+    environment = _environment(SECURITY_STEP)
+    created = environment["SCRAM_USERS"].split()
+    expected = {
+        _environment(name)["KETENBUS_KAFKA_SASL_USERNAME"]: _required_variable(
+            _environment(name)["KETENBUS_KAFKA_SASL_PASSWORD"]
+        )
+        for name in PROJECT_SERVICES
+    }
+
+    assert set(expected) == set(created)
+    for user, variable in expected.items():
+        key = "SCRAM_PASSWORD_" + user.upper().replace("-", "_")
+        assert variable == _required_variable(environment[key]), user
+    assert "SCRAM-SHA-512=[password=" in _script_of(SECURITY_STEP).read_text("utf-8")
+
+
+def test_security_step_and_the_brokers_share_one_admin_password() -> None:
+    variables = {
+        _required_variable(_environment(name)["ADMIN_PASSWORD"])
+        for name in (*BROKERS, SECURITY_STEP)
+    }
+
+    assert 1 == len(variables)
+
+
+def test_security_step_applies_the_generated_acls_script() -> None:
+    script = _script_of(SECURITY_STEP)
+    mounted = {volume["source"] for volume in _bind_mounts(SECURITY_STEP).values()}
+
+    assert KAFKA_DEPLOY / "security.sh" == script
+    assert any((REPO / source).resolve() == KAFKA_DEPLOY for source in mounted)
+    assert (KAFKA_DEPLOY / "acls.sh").is_file()
+    assert re.search(r'^sh "\$here/acls\.sh"$', script.read_text("utf-8"), re.MULTILINE)
+
+
+def test_security_step_reaches_every_broker_on_its_inter_broker_listener() -> None:
+    expected = set()
+    for name in BROKERS:
+        environment = _environment(name)
+        advertised = _listeners(environment["KAFKA_ADVERTISED_LISTENERS"])
+        host, port = advertised[environment["KAFKA_INTER_BROKER_LISTENER_NAME"]]
+        expected.add(f"{host}:{port}")
+
+    assert expected == set(_environment(SECURITY_STEP)["BOOTSTRAP"].split(","))
+
+
+@pytest.mark.parametrize("script", ["broker.sh", "security.sh", "acls.sh"])
+def test_kafka_deploy_scripts_are_valid_shell(script: str) -> None:
+    shell = "sh" if script == "acls.sh" else "bash"
+
+    result = subprocess.run(
+        [shell, "-n", str(KAFKA_DEPLOY / script)], capture_output=True, text=True, check=False
+    )
+
+    assert 0 == result.returncode, result.stderr

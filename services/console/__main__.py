@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from services.console.app import create_console
+from services.runtime.errors import UserError
 from services.runtime.logging import configure
 from services.runtime.settings import Settings
 
@@ -18,7 +19,10 @@ def main() -> None:
         sys.exit(
             "ketenbus console: set KETENBUS_KAFKA_BOOTSTRAP, or start the bus with `ketenbus up`"
         )
-    app = create_console(settings.kafka_bootstrap, settings.health_targets)
+    try:
+        app = create_console(settings.kafka_bootstrap, settings.health_targets, settings=settings)
+    except UserError as exc:
+        sys.exit(f"ketenbus console: {exc}")
     uvicorn.run(app, host=settings.console_host, port=settings.console_port, log_level="warning")
 
 

@@ -9,10 +9,14 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from services.console.health import BusHealth
+from services.runtime.settings import Settings
 
 
-def create_console(bootstrap: str, health_targets: dict[str, str]) -> Starlette:
-    health = BusHealth(bootstrap, health_targets)
+def create_console(
+    bootstrap: str, health_targets: dict[str, str], *, settings: Settings | None = None
+) -> Starlette:
+    """`settings`: the Kafka security options for the health check (None: PLAINTEXT)."""
+    health = BusHealth(bootstrap, health_targets, settings=settings)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -11,13 +11,24 @@ from aiokafka.admin import AIOKafkaAdminClient
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from services.runtime.kafka import client_security
+from services.runtime.settings import Settings
+
 
 class BusHealth:
     """Asks the broker and each service's /healthz; answers 200 only when all are up."""
 
-    def __init__(self, bootstrap: str, targets: dict[str, str]) -> None:
+    def __init__(
+        self, bootstrap: str, targets: dict[str, str], *, settings: Settings | None = None
+    ) -> None:
+        """`settings`: the Kafka security options (None: PLAINTEXT, the embedded broker).
+
+        Read here, not per check: SASL without credentials is a UserError at start-up,
+        not a broker that looks down.
+        """
         self.bootstrap = bootstrap
         self.targets = targets
+        self._security = client_security(settings) if settings is not None else {}
         self._admin: AIOKafkaAdminClient | None = None
         self._http = httpx.AsyncClient(timeout=2.0)
 
@@ -31,7 +42,7 @@ class BusHealth:
         try:
             if self._admin is None:
                 admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, request_timeout_ms=2000
+                    bootstrap_servers=self.bootstrap, request_timeout_ms=2000, **self._security
                 )
                 await asyncio.wait_for(admin.start(), 3.0)
                 self._admin = admin

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal, TypedDict
+import ssl
+from typing import Any, Literal, TypedDict
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from services.runtime.errors import UserError
 from services.runtime.settings import Settings
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -25,6 +28,7 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str) -> KafkaB
     return KafkaBroker(
         bootstrap,
         client_id=client_id,
+        security=broker_security(settings),
         acks="all",
         enable_idempotence=False,
         allow_auto_create_topics=False,
@@ -34,6 +38,55 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str) -> KafkaB
         # Per-message "Received/Processed" lines would flood the logs at any rate.
         log_level=logging.DEBUG,
     )
+
+
+def _credentials(settings: Settings) -> tuple[str, str]:
+    username, password = settings.kafka_sasl_username, settings.kafka_sasl_password
+    if not username or password is None:
+        raise UserError(
+            f"KETENBUS_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+            "KETENBUS_KAFKA_SASL_USERNAME and KETENBUS_KAFKA_SASL_PASSWORD"
+        )
+    return username, password.get_secret_value()
+
+
+def client_security(settings: Settings) -> dict[str, Any]:
+    """The aiokafka keyword arguments that authenticate a raw client as this process's user.
+
+    Pass them to every AIOKafkaProducer, AIOKafkaConsumer, AIOKafkaAdminClient and
+    AIOKafkaClient the bus creates: with SASL on the brokers, a client without them
+    is disconnected. Empty under PLAINTEXT (the embedded broker).
+    """
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    username, password = _credentials(settings)
+    options: dict[str, Any] = {
+        "security_protocol": protocol,
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": username,
+        "sasl_plain_password": password,
+    }
+    if protocol == "SASL_SSL":
+        # The system's CA bundle, hostname checked: the brokers' certificates are verified.
+        options["ssl_context"] = ssl.create_default_context()
+    return options
+
+
+def broker_security(settings: Settings) -> BaseSecurity | None:
+    """The same credentials in FastStream's form, for a KafkaBroker; None under PLAINTEXT."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    username, password = _credentials(settings)
+    tls = ssl.create_default_context() if protocol == "SASL_SSL" else None
+    kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
+    kind = kinds[settings.kafka_sasl_mechanism]
+    return kind(username, password, ssl_context=tls, use_ssl=tls is not None)
 
 
 class ConsumerOptions(TypedDict):
@@ -53,13 +106,17 @@ def consumer_options(settings: Settings) -> ConsumerOptions:
     }
 
 
-async def kafka_unreachable(bootstrap: str | list[str]) -> str | None:
+async def kafka_unreachable(
+    bootstrap: str | list[str], *, settings: Settings | None = None
+) -> str | None:
     """None when Kafka answers a metadata request at `bootstrap`, else why not.
 
     Checked before a broker starts, because a FastStream broker whose start
-    fails part-way leaves its producer unclosed.
+    fails part-way leaves its producer unclosed. Pass `settings` when the brokers
+    require SASL: an unauthenticated client is disconnected and looks unreachable.
     """
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    security = client_security(settings) if settings is not None else {}
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000, **security)
     try:
         await client.bootstrap()
     except KafkaError as exc:

@@ -70,7 +70,7 @@ async def run_service(
     try:
         if before_start is not None:
             await before_start()
-        await _start_with_retry(name, broker, settings.kafka_bootstrap, stop)
+        await _start_with_retry(name, broker, settings, stop)
         if not stop.is_set():
             health.state = "running"
             log.info("service started", service=name)
@@ -86,11 +86,12 @@ async def run_service(
 
 
 async def _start_with_retry(
-    name: str, broker: KafkaBroker, bootstrap: str | None, stop: asyncio.Event
+    name: str, broker: KafkaBroker, settings: Settings, stop: asyncio.Event
 ) -> None:
+    bootstrap = settings.kafka_bootstrap
     delay = 0.5
     while not stop.is_set():
-        problem = await kafka_unreachable(bootstrap) if bootstrap else None
+        problem = await kafka_unreachable(bootstrap, settings=settings) if bootstrap else None
         if problem is None:
             try:
                 await broker.start()
@@ -112,6 +113,7 @@ def service_main(name: str, run: Callable[[Settings, str], Coroutine[Any, Any, N
     process with one line naming the service, never a traceback.
     """
     from contracts.registry import RegistryInvalid
+    from services.runtime.errors import UserError
     from services.runtime.logging import configure
 
     settings = Settings()
@@ -124,7 +126,7 @@ def service_main(name: str, run: Callable[[Settings, str], Coroutine[Any, Any, N
         )
     try:
         asyncio.run(run(settings, bootstrap))
-    except RegistryInvalid as exc:
+    except (RegistryInvalid, UserError) as exc:
         sys.exit(f"ketenbus-{name}: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts._types import PositiveDuration
@@ -36,6 +36,20 @@ class Settings(BaseSettings):
     console_host: str = Field(default="127.0.0.1", description="Where the console listens.")
     data_dir: Path = Field(default=Path(".ketenbus"), description="Local state (SQLite, keys).")
     topic_partitions: int = Field(default=3, ge=1, description="Partitions of created topics.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How the Kafka clients connect: PLAINTEXT, or with SASL (SASL_SSL over TLS).",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="The SASL mechanism, when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="This process's Kafka user; its ACL principal is User:<name>."
+    )
+    # A SecretStr prints as '**********': the password cannot end up in a log or a repr.
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="The Kafka user's password."
+    )
     kafka_session_timeout_ms: int = Field(
         default=10_000, description="Consumer group session timeout; the embedded broker: 2000."
     )

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from contracts import topics
 from contracts.registry import AgencyRegistry
+from services.runtime.errors import UserError
+from services.runtime.kafka import client_security
 from services.runtime.logging import get_logger
+
+if TYPE_CHECKING:
+    from services.runtime.settings import Settings
 
 log = get_logger("ketenbus.topics")
 
@@ -34,9 +40,16 @@ async def ensure_topics(
     partitions: int,
     replication: int = 1,
     timeout: float = 30.0,
+    settings: Settings | None = None,
 ) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    """Create the topics that do not exist yet; existing ones are left as they are.
+
+    `settings` carries the Kafka security options; pass them for a configured
+    cluster (with SASL on the brokers an unauthenticated admin client is turned
+    away). None: PLAINTEXT, as the embedded broker speaks.
+    """
+    security = client_security(settings) if settings is not None else {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **security)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
@@ -62,7 +75,10 @@ async def ensure_topics(
 
 
 def main() -> None:
-    """Create the topics on `KETENBUS_KAFKA_BOOTSTRAP` (replication from argv[1], default 1)."""
+    """Create the topics on `KETENBUS_KAFKA_BOOTSTRAP` (replication from argv[1], default 1).
+
+    Connects as the `KETENBUS_KAFKA_SASL_*` user when the security protocol asks for it.
+    """
     from services.runtime.logging import configure
     from services.runtime.registry_file import load_registry
     from services.runtime.settings import Settings
@@ -73,14 +89,18 @@ def main() -> None:
         sys.exit("ketenbus: set KETENBUS_KAFKA_BOOTSTRAP to the cluster to create topics on")
     replication = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     registry = load_registry(settings.registry)
-    asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap,
-            bus_topics(registry),
-            partitions=settings.topic_partitions,
-            replication=replication,
+    try:
+        asyncio.run(
+            ensure_topics(
+                settings.kafka_bootstrap,
+                bus_topics(registry),
+                partitions=settings.topic_partitions,
+                replication=replication,
+                settings=settings,
+            )
         )
-    )
+    except UserError as exc:
+        sys.exit(f"ketenbus: {exc}")
 
 
 if __name__ == "__main__":

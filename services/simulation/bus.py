@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from contracts.registry import AgencyRegistry
 from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
 from services.runtime.errors import UserError
-from services.runtime.kafka import kafka_unreachable
+from services.runtime.kafka import client_security, kafka_unreachable
 from services.runtime.settings import Settings
 from services.runtime.topics import bus_topics, ensure_topics
 from services.simulation.buslog import Offsets, end_offsets
@@ -30,7 +30,7 @@ from services.simulation.buslog import Offsets, end_offsets
 class Bus:
     bootstrap: str
     settings: Settings
-    """The settings with the session timeout the broker needs."""
+    """The settings with the session timeout and security options the broker needs."""
     private: bool
     start: Offsets = field(default_factory=dict)
     """Where the run's events begin on each partition (empty: at the beginning)."""
@@ -41,19 +41,28 @@ async def run_bus(settings: Settings, registry: AgencyRegistry) -> AsyncIterator
     """The configured broker if KETENBUS_KAFKA_BOOTSTRAP is set, else a private one."""
     names = bus_topics(registry)
     if settings.kafka_bootstrap:
-        problem = await kafka_unreachable(settings.kafka_bootstrap)
+        problem = await kafka_unreachable(settings.kafka_bootstrap, settings=settings)
         if problem is not None:
             raise UserError(f"Kafka at {settings.kafka_bootstrap} does not answer: {problem}")
-        await ensure_topics(settings.kafka_bootstrap, names, partitions=settings.topic_partitions)
-        start = await end_offsets(settings.kafka_bootstrap, names)
+        await ensure_topics(
+            settings.kafka_bootstrap,
+            names,
+            partitions=settings.topic_partitions,
+            settings=settings,
+        )
+        start = await end_offsets(settings.kafka_bootstrap, names, settings=settings)
         yield Bus(settings.kafka_bootstrap, settings, private=False, start=start)
         return
     embedded = EmbeddedBroker(free_port())
     await asyncio.to_thread(embedded.start)
     try:
         await ensure_topics(embedded.bootstrap, names, partitions=settings.topic_partitions)
+        # The embedded broker speaks PLAINTEXT only, whatever the environment asks for.
         private = settings.model_copy(
-            update={"kafka_session_timeout_ms": EMBEDDED_SESSION_TIMEOUT_MS}
+            update={
+                "kafka_session_timeout_ms": EMBEDDED_SESSION_TIMEOUT_MS,
+                "kafka_security_protocol": "PLAINTEXT",
+            }
         )
         yield Bus(embedded.bootstrap, private, private=True)
     finally:
@@ -67,7 +76,10 @@ async def position_groups(bus: Bus, groups: dict[str, list[str]]) -> None:
     for group, names in groups.items():
         offsets = {tp: offset for tp, offset in bus.start.items() if tp.topic in names}
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bus.bootstrap, group_id=group, enable_auto_commit=False
+            bootstrap_servers=bus.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            **client_security(bus.settings),
         )
         await consumer.start()
         try:

@@ -15,7 +15,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.envelope import CaseEvent
 from contracts.parse import EventRejected, parse_event
+from services.runtime.kafka import client_security
 from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
 
 log = get_logger("ketenbus.simulation")
 
@@ -31,9 +33,22 @@ async def _partitions(consumer: AIOKafkaConsumer, names: list[str]) -> list[Topi
     return found
 
 
-async def end_offsets(bootstrap: str, names: list[str], timeout: float = 30.0) -> Offsets:
+def _security(settings: Settings | None) -> dict[str, Any]:
+    """The security options of a reader: the settings' SASL user, or PLAINTEXT without them."""
+    return client_security(settings) if settings is not None else {}
+
+
+async def end_offsets(
+    bootstrap: str,
+    names: list[str],
+    timeout: float = 30.0,
+    *,
+    settings: Settings | None = None,
+) -> Offsets:
     """Where each partition of `names` ends now: the high-watermark of a first fetch."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **_security(settings)
+    )
     await consumer.start()
     try:
         partitions = await _partitions(consumer, names)
@@ -55,17 +70,20 @@ async def read_topics(
     start: Offsets | None = None,
     *,
     timeout: float = 120.0,
+    settings: Settings | None = None,
 ) -> dict[str, list[CaseEvent[Any]]]:
     """Every parseable event on `names` from `start` (default: the beginning) to the end.
 
     Per topic, in partition order and within a partition in log order, which
-    keeps one case's events in the order the bus gave them.
+    keeps one case's events in the order the bus gave them. `settings`: the Kafka
+    security options (None: PLAINTEXT, the embedded broker).
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **_security(settings),
     )
     await consumer.start()
     found: dict[str, list[CaseEvent[Any]]] = {name: [] for name in names}

@@ -1,39 +1,73 @@
-"""Benchmark traffic: valid handoff requests, as an agency system would send them."""
+"""Benchmark traffic: signed cases as an agency system would send them, valid for holder rights."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from contracts.case import ActionTaken, CaseContext
+from contracts.agency_client import AgencyKeys
+from contracts.case import ActionTaken, CaseContext, CaseFlag, PersonalSection
 from contracts.envelope import source_urn
-from contracts.events import HandoffRequest, HandoffRequested
+from contracts.events import CaseOpened, CaseOpening, HandoffRequest, HandoffRequested
 from contracts.registry import AgencyRegistry
 
+SENDER = "belastingdienst"
+RECEIVER = "gm0363"
+CATEGORY = "schulden"
 
-def handoff_requests(registry: AgencyRegistry, count: int) -> list[tuple[bytes, bytes]]:
-    """`count` (key, value) pairs from belastingdienst to gm0363, about 700 bytes each."""
-    sender = registry.agency("belastingdienst")
+
+def case_events(
+    registry: AgencyRegistry, keys: Mapping[str, AgencyKeys], count: int
+) -> list[tuple[bytes, bytes]]:
+    """`count` signed (key, value) pairs: per case, case-opened then a handoff request.
+
+    belastingdienst opens each case (category schulden, with actions and a
+    hardship flag) and then, as its holder, asks gm0363 to take it over with
+    the personal section sealed for gm0363, so every event passes the
+    router's holder rights. An odd `count` ends with a case that is only opened.
+    """
+    sender = registry.agency(SENDER)
     assert sender is not None
+    signer = keys[SENDER]
     source = source_urn(sender.oin, "bench")
     now = datetime.now(UTC)
-    context = CaseContext(
-        actions=[ActionTaken(at=now, agency="belastingdienst", description="Aanmaning verstuurd")]
+    opened_context = CaseContext(
+        actions=[ActionTaken(at=now, agency=SENDER, description="Aanmaning verstuurd")],
+        flags=[CaseFlag(kind="hardship", raised_by=SENDER, note="Betalingsregeling vastgelopen")],
     )
-    out = []
-    for _ in range(count):
+    # One sealing for the whole run: the router's cost, not the generator's, is measured.
+    sealed = signer.seal(PersonalSection(bsn="123456782"), [RECEIVER], registry)
+    handoff_context = CaseContext(
+        actions=[ActionTaken(at=now, agency=SENDER, description="Aanmaning verstuurd")],
+        personal=sealed,
+    )
+    out: list[tuple[bytes, bytes]] = []
+    for first in range(0, count, 2):
         case_id = uuid.uuid4()
-        event = HandoffRequested.new(
+        key = str(case_id).encode()
+        opened = CaseOpened.new(
             source=source,
             case_id=case_id,
-            data=HandoffRequest(
-                handoff_id=uuid.uuid4(),
-                from_agency="belastingdienst",
-                to_agency="gm0363",
-                reason="Doorverwijzing naar schuldhulpverlening",
-                deadline=now + timedelta(days=2),
-                context=context,
+            data=CaseOpening(
+                category=CATEGORY, summary="Problematische schulden", context=opened_context
             ),
         )
-        out.append((str(case_id).encode(), event.to_json()))
+        out.append((key, signer.sign(opened)))
+        if first + 1 == count:
+            break
+        requested = HandoffRequested.new(
+            source=source,
+            case_id=case_id,
+            sequence=2,
+            data=HandoffRequest(
+                handoff_id=uuid.uuid4(),
+                from_agency=SENDER,
+                to_agency=RECEIVER,
+                reason="Doorverwijzing naar schuldhulpverlening",
+                deadline=now + timedelta(days=2),
+                context=handoff_context,
+            ),
+        )
+        out.append((key, signer.sign(requested)))
     return out

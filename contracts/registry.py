@@ -141,6 +141,12 @@ class CaseCategory(BaseModel):
     handoff_legal_basis: ShortText = Field(
         description="The law that lets a handoff's receiver see the handoff_fields."
     )
+    escalation_purpose: ShortText = Field(
+        description="Why an escalation team is alerted to a case: the purpose in its audit records."
+    )
+    escalation_legal_basis: ShortText = Field(
+        description="The law under which an escalation team sees the case's flags."
+    )
     escalation_path: EscalationPath
 
 

@@ -23,14 +23,23 @@ def outbox(agency_code: str) -> str:
 
 
 def inbox(agency_code: str) -> str:
-    """What is addressed to an agency; written by the router only."""
+    """What is addressed to an agency; written by the router and the escalation service."""
     return f"agency.{agency_code}.inbox"
 
 
 def agency_of_outbox(topic: str) -> str | None:
     """The agency code of an outbox topic name, or None for any other topic."""
+    return _agency_of(topic, "outbox")
+
+
+def agency_of_inbox(topic: str) -> str | None:
+    """The agency code of an inbox topic name, or None for any other topic."""
+    return _agency_of(topic, "inbox")
+
+
+def _agency_of(topic: str, kind: str) -> str | None:
     parts = topic.split(".")
-    if len(parts) == 3 and parts[0] == "agency" and parts[2] == "outbox":
+    if len(parts) == 3 and parts[0] == "agency" and parts[2] == kind:
         return parts[1]
     return None
 
@@ -42,3 +51,5 @@ DLQ_ORIGIN_TOPIC = "ketenbus-origin-topic"
 DLQ_ORIGIN_PARTITION = "ketenbus-origin-partition"
 DLQ_ORIGIN_OFFSET = "ketenbus-origin-offset"
 DLQ_REJECTED_BY = "ketenbus-rejected-by"
+DLQ_REDACTED = "ketenbus-redacted"
+"""On a dead letter whose value had a part removed (personal data sent in clear): which part."""

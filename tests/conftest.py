@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nacl.signing import SigningKey
 
+from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
 from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
-from services.runtime.registry_file import load_registry
+from services.runtime.registry_file import load_registry, with_signing_keys
 from services.runtime.settings import Settings
 from services.runtime.topics import bus_topics, ensure_topics
 
@@ -40,3 +43,31 @@ async def kafka(embedded_broker: EmbeddedBroker, registry: AgencyRegistry) -> st
     """The bootstrap address of a running broker with every bus topic created."""
     await ensure_topics(embedded_broker.bootstrap, bus_topics(registry), partitions=3)
     return embedded_broker.bootstrap
+
+
+TEST_KEY_SEED = b"ketenbus-test-key:"
+"""Prefix of the public seed the test key pairs are derived from (see `agency_keys`)."""
+
+
+def _derived_keys(code: str) -> AgencyKeys:
+    """Agency `code`'s test key pair: SHA-256 of TEST_KEY_SEED + code as the Ed25519 seed."""
+    return AgencyKeys(code, SigningKey(hashlib.sha256(TEST_KEY_SEED + code.encode()).digest()))
+
+
+@pytest.fixture(scope="session")
+def agency_keys(registry: AgencyRegistry) -> dict[str, AgencyKeys]:
+    """One key pair per agency of deploy/agencies.yaml, by agency code.
+
+    TEST KEYS, PUBLIC BY CONSTRUCTION: each private key is derived from a seed
+    written in this file, so anyone can recompute it. They prove nothing outside
+    the tests and must never be put in a real registry.
+    """
+    return {agency.code: _derived_keys(agency.code) for agency in registry.agencies}
+
+
+@pytest.fixture(scope="session")
+def signed_registry(registry: AgencyRegistry, agency_keys: dict[str, AgencyKeys]) -> AgencyRegistry:
+    """The registry with every agency's test public key as its `signing_key`."""
+    return with_signing_keys(
+        registry, {code: keys.public_key for code, keys in agency_keys.items()}
+    )

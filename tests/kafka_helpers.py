@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
@@ -75,3 +75,75 @@ def raw_event(
             "data": data,
         }
     ).encode()
+
+
+async def start_group_at_end(bootstrap: str, group: str, topic_names: list[str]) -> None:
+    """Commit `group`'s offsets at the current end of `topic_names`: it starts with what comes next.
+
+    A service started in a fresh group reads from the earliest offset; this keeps
+    it from replaying what earlier tests of the session wrote to the same topics.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = _partitions(consumer, topic_names)
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(
+    bootstrap: str,
+    topic_names: list[str],
+    match: Callable[[ConsumerRecord[bytes, bytes]], bool],
+    *,
+    timeout: float = 20.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic_names` that matches, up to their end offsets as of this call."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = _partitions(consumer, topic_names)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + timeout
+        pending = {tp for tp, end in ends.items() if end > 0}
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} partitions not read to the end in {timeout} s")
+            batches = await consumer.getmany(*pending, timeout_ms=200)
+            found += [r for records in batches.values() for r in records if match(r)]
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _partitions(consumer: AIOKafkaConsumer, topic_names: list[str]) -> list[TopicPartition]:
+    partitions = [
+        TopicPartition(topic, partition)
+        for topic in topic_names
+        for partition in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+    missing = set(topic_names) - {tp.topic for tp in partitions}
+    assert not missing, f"no partitions known for {sorted(missing)}"
+    return partitions
+
+
+def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    """A record's headers as text."""
+    return {name: value.decode() for name, value in record.headers}
+
+
+def event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The `id` of the event a record holds, None if it holds no JSON object."""
+    try:
+        document = json.loads(record.value)
+    except ValueError:
+        return None
+    return document.get("id") if isinstance(document, dict) else None

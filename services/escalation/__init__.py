@@ -11,6 +11,8 @@ Produces, as `urn:nld:oin:<operator OIN>:systeem:ketenbus-escalation`:
 - `escalation-resolved` (outcome `no-action-needed`), as the raise went, when
   the handoff's answer is ahead of its expiry on the case log: the tracker
   keeps the answer, and the escalation raised with the expiry is withdrawn;
+- one audit record per inbox delivery, hash-chained in the store and on
+  `ketenbus.audit`, written before the delivery is produced (fail-closed);
 - for a refused `escalation-requested` (from an agency that never held the
   case): the record to `ketenbus.dlq`, with the reason in the `ketenbus-*`
   headers and `ketenbus-rejected-by: escalation`, and `delivery-failed` to the
@@ -19,6 +21,10 @@ Produces, as `urn:nld:oin:<operator OIN>:systeem:ketenbus-escalation`:
 The service follows the case log with the tracker's own state machine,
 including its own expiries as they come back, so the two agree on holder,
 pending handoff and rejection count.
+
+An expiry ends the handoff in the case's custody (`services.runtime.custody`)
+under the lock the router takes too, while it is produced: an answer the router
+let through first stops it.
 
 Triggers: a handoff unanswered at its deadline; a case with no agency event
 for its category's idle limit; the `ping_pong_limit`-th rejection; a hardship

@@ -11,17 +11,12 @@ from services.escalation.service import EscalationService
 from services.runtime.registry_file import load_registry
 from services.runtime.service import run_service, service_main
 from services.runtime.settings import Settings
-from services.runtime.store import make_engine, migrate
+from services.runtime.store import migrated_engine
 
 
 async def _run(settings: Settings, bootstrap: str) -> None:
     registry = load_registry(settings.registry)
-    engine = make_engine(settings.database)
-    try:
-        await migrate(engine)
-    except BaseException:
-        await engine.dispose()
-        raise
+    engine = await migrated_engine(settings.database)
     service = EscalationService(settings, registry, engine, bootstrap)
 
     async def after_stop() -> None:

@@ -12,7 +12,6 @@ only after the handler returns (`AckPolicy.NACK_ON_ERROR`), so:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -23,10 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.envelope import CaseEvent
 from contracts.parse import EventRejected, parse_event
 from services.escalation import store
+from services.escalation.audit import audited
 from services.escalation.levels import Context
 from services.escalation.messages import Origin, Outgoing
 from services.escalation.react import react
 from services.escalation.workspace import Workspace, log, log_notes
+from services.runtime.backoff import Backoff
 from services.runtime.store import write_transaction
 from services.tracker.state import emitter_of
 
@@ -45,7 +46,7 @@ class CaseLogConsumer:
         self.context = context
         self.publish = publish
         self.on_timers_set = on_timers_set
-        self._failures = 0
+        self._backoff = Backoff()
 
     async def handle(self, records: Sequence[Any]) -> None:
         """Apply a batch of aiokafka ConsumerRecords; raise to have it redelivered."""
@@ -53,18 +54,16 @@ class CaseLogConsumer:
         try:
             ws = await self._apply(parsed)
         except Exception as exc:
-            # Raising makes FastStream seek back; the pause keeps an outage from a hot loop.
-            self._failures += 1
-            pause = min(0.5 * 2 ** (self._failures - 1), 10.0)
+            pause = self._backoff.next_pause()  # raising makes FastStream seek back
             log.exception(
                 "batch not applied, it will be redelivered",
                 records=len(records),
                 error=type(exc).__name__,
                 retry_in=pause,
             )
-            await asyncio.sleep(pause)
+            await self._backoff.wait(pause)
             raise
-        self._failures = 0
+        self._backoff.succeeded()
         if ws is not None:
             log_notes(ws)
             if ws.timers:
@@ -87,7 +86,7 @@ class CaseLogConsumer:
                 )
                 react(ws, ctx, event, emitter_of(event.source, ctx.registry), origin)
             await store.save(connection, ws, [event.id for _, event in new])
-            await self.publish(ws.outbox)
+            await self.publish(await audited(connection, ws.outbox, ws.files, ctx))
         return ws
 
 

@@ -34,7 +34,7 @@ from services.runtime.clock import Clock, SystemClock
 BATCH = 200
 """Timers per claim: one produce wave and one transaction for all of them."""
 
-MAX_ROUNDS = 4
+MAX_ROUNDS = 8
 """Rounds producing and recording at once."""
 
 MAX_PAUSE_S = 1.0

@@ -10,13 +10,9 @@ came, to the dead-letter topic, and the sender is told in its inbox.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-from faststream.kafka import KafkaBroker
 
 from contracts import topics
 from contracts.envelope import CONTENT_TYPE, CaseEvent
@@ -120,19 +116,3 @@ def refusal_messages(
         Outgoing(topics.DLQ, origin.key, origin.value, headers, str(event.correlationid)),
         _to(topics.inbox(sender), notice),
     ]
-
-
-async def publish_all(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None:
-    """Produce `messages` in order and return once Kafka has acknowledged every one."""
-    pending = [
-        await broker.publish(
-            message.value,
-            message.topic,
-            key=message.key,
-            headers=message.headers,
-            correlation_id=message.correlation_id,
-            no_confirm=True,
-        )
-        for message in messages
-    ]
-    await asyncio.gather(*pending)

@@ -1,7 +1,10 @@
 """One round of claimed timers: work out their events, produce them, record them.
 
 1. work out the events on the state as it is now, without locks;
-2. produce them and wait for Kafka's acks;
+2. produce them and wait for Kafka's acks; expiries under the lock of the
+   cases' custody (`services.runtime.custody`), which they end there, so an
+   answer the router let through first stops the expiry, and one that comes
+   later finds the handoff ended;
 3. in one transaction, lock the cases, mark each timer fired (unless another
    instance fired it meanwhile) and replay the same rules with only the
    acknowledged events allowed out, so the state records exactly what was
@@ -15,18 +18,21 @@ every event and record, however long producing takes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.escalation import store, timers
+from services.escalation.audit import audited
 from services.escalation.consumer import Publish
 from services.escalation.fire import fire
 from services.escalation.levels import Context
 from services.escalation.messages import Outgoing
-from services.escalation.model import Timer
+from services.escalation.model import CaseFile, Timer
 from services.escalation.workspace import Workspace, log, log_notes
+from services.runtime import custody
 from services.runtime.store import write_transaction
 
 
@@ -49,10 +55,8 @@ class Rounds:
         self.fired = 0
 
     async def run(self, ctx: Context, claimed: list[Timer]) -> None:
-        planned = await self._plan(ctx, claimed)
-        results = await asyncio.gather(
-            *(self.publish(plan.messages) for plan in planned), return_exceptions=True
-        )
+        planned, files = await self._plan(ctx, claimed)
+        results = await self._produce(ctx, planned, files)
         done: list[Timer] = []
         published: set[UUID] = set()
         failed: list[UUID] = []
@@ -72,7 +76,39 @@ class Rounds:
             await self._record(ctx, done, published)
         await timers.release(self.engine, failed, self.instance_id)
 
-    async def _plan(self, ctx: Context, claimed: list[Timer]) -> list[Planned]:
+    async def _produce(
+        self, ctx: Context, planned: list[Planned], files: Mapping[UUID, CaseFile]
+    ) -> list[BaseException | None]:
+        """Produce each plan's events, in a transaction that holds the custody lock of the
+        expiring handoffs and their audit records, and commits once Kafka has answered.
+
+        An expiry whose handoff the router let an answer through for meanwhile
+        does not go out (its timer is recorded as fired, to no effect). The lock
+        is held until Kafka has the expiries, so the router's next check on the
+        case comes after them on the case log. The audit records of every inbox
+        delivery are appended before anything is produced.
+        """
+        expiring = [_handoff_of(plan) for plan in planned if _expires(plan)]
+        async with write_transaction(self.engine) as connection:
+            outcome = await custody.end_handoffs(connection, expiring)
+            for index, plan in enumerate(planned):
+                if _expires(plan) and _handoff_of(plan) in outcome.answered:
+                    planned[index] = Planned(plan.timer, [], [])
+            sends = [await audited(connection, plan.messages, files, ctx) for plan in planned]
+            results: list[BaseException | None] = await asyncio.gather(
+                *(self.publish(messages) for messages in sends), return_exceptions=True
+            )
+            failed = {
+                _handoff_of(plan): outcome.ended[_handoff_of(plan)]
+                for plan, result in zip(planned, results, strict=True)
+                if isinstance(result, BaseException) and _handoff_of(plan) in outcome.ended
+            }
+            await custody.restore_handoffs(connection, failed)
+        return results
+
+    async def _plan(
+        self, ctx: Context, claimed: list[Timer]
+    ) -> tuple[list[Planned], dict[UUID, CaseFile]]:
         async with self.engine.connect() as connection:
             ws = await store.load(connection, {t.case_id for t in claimed}, lock=False)
         planned: list[Planned] = []
@@ -86,7 +122,7 @@ class Rounds:
                 )
                 continue  # its lease runs out and it is tried again
             planned.append(Planned(timer, ws.outbox[start:], ws.emitted[first:]))
-        return planned
+        return planned, ws.files
 
     async def _record(self, ctx: Context, done: list[Timer], published: set[UUID]) -> None:
         async with write_transaction(self.engine) as connection:
@@ -100,3 +136,12 @@ class Rounds:
             await store.save(connection, ws)
         self.fired += len(done)
         log_notes(ws)
+
+
+def _expires(plan: Planned) -> bool:
+    """A deadline timer that produces: the handoff's expiry."""
+    return plan.timer.kind == "handoff-deadline" and bool(plan.messages)
+
+
+def _handoff_of(plan: Planned) -> tuple[UUID, UUID]:
+    return (plan.timer.case_id, plan.timer.ref)

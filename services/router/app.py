@@ -1,18 +1,20 @@
-"""The router's FastStream application: batches in, routed events out, then commit."""
+"""The router's FastStream application: batches in, checked and audited copies out, then commit."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import topics
 from contracts.registry import AgencyRegistry
-from services.router.routing import CaseRouting, OutboxMessage
-from services.runtime.kafka import consumer_options, make_broker
+from services.router.deliver import Delivery
+from services.router.routing import CaseRouting, OutboxMessage, Outgoing
+from services.runtime.kafka import consumer_options, make_broker, publish_all
 from services.runtime.settings import Settings
 
 GROUP = "ketenbus-router"
@@ -27,22 +29,29 @@ def create_router(
     settings: Settings,
     registry: AgencyRegistry,
     bootstrap: str,
+    engine: AsyncEngine,
     *,
     group_id: str = GROUP,
     routing: CaseRouting | None = None,
 ) -> KafkaBroker:
-    """A broker whose one subscriber routes every registered outbox."""
+    """A broker whose one subscriber delivers every registered outbox; its state is in `engine`."""
     broker = make_broker(settings, bootstrap, client_id="ketenbus-router")
     routing = routing or CaseRouting(registry)
     outboxes = [topics.outbox(agency.code) for agency in registry.agencies]
+
+    async def publish(messages: Sequence[Outgoing]) -> None:
+        await publish_all(broker, messages)
+
+    delivery = Delivery(engine, routing, publish)
 
     @broker.subscriber(
         *outboxes,
         batch=True,
         max_records=500,
         group_id=group_id,
-        # Commit only after the handler returned, i.e. after every produce was acked;
-        # on an exception rewind to the batch start so nothing is skipped.
+        # Commit only after the handler returned, i.e. after the batch's state and audit
+        # records are committed and every produce was acked; on an exception rewind to
+        # the batch start so nothing is skipped.
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw_body,
         **consumer_options(settings),
@@ -50,22 +59,10 @@ def create_router(
     async def route_outboxes(message: KafkaMessage) -> None:
         records = message.raw_message
         assert isinstance(records, tuple)
-        pending: list[asyncio.Future[Any]] = []
-        for record in records:
-            received = OutboxMessage(
-                record.topic, record.partition, record.offset, record.key, record.value
-            )
-            for out in routing.route(received):
-                sent = await broker.publish(
-                    out.value,
-                    out.topic,
-                    key=out.key,
-                    headers=out.headers,
-                    correlation_id=out.correlation_id,
-                    no_confirm=True,
-                )
-                pending.append(sent)
-        await asyncio.gather(*pending)
+        done = await delivery.handle(
+            [OutboxMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+        )
+        routing.stats.routed += done.routed
         routing.stats.completed += len(records)
 
     return broker

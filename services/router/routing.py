@@ -1,17 +1,19 @@
-"""What to produce for one outbox message: the pure decision, no I/O."""
+"""The checks on an outbox message that need no state, and what a refusal produces."""
 
 from __future__ import annotations
 
-import logging
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from contracts import topics
-from contracts.envelope import CONTENT_TYPE, CaseEvent, oin_of_source, source_urn
-from contracts.events import EVENT_CLASSES, DeliveryFailed, DeliveryFailure
+from contracts.case import PersonalSection
+from contracts.envelope import CONTENT_TYPE, MAX_EVENT_BYTES, CaseEvent, oin_of_source, source_urn
+from contracts.events import DeliveryFailed, DeliveryFailure
 from contracts.parse import EventRejected, parse_event
 from contracts.registry import Agency, AgencyRegistry
+from contracts.signing import SignatureRefused, verify_signature
 from services.runtime.logging import get_logger
 
 log = get_logger("ketenbus.router")
@@ -54,51 +56,69 @@ class RoutingStats:
         return self.routed + sum(self.rejected.values())
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A message that passed every check that needs no case state: who sent what."""
+
+    message: OutboxMessage
+    agency: Agency
+    event: CaseEvent[Any]
+    document: dict[str, Any]
+    """The event as the JSON object it was sent as (minimised copies are cut from it)."""
+
+
 class CaseRouting:
-    """Decides, per outbox message, what goes to the case log, the inboxes and the DLQ."""
+    """The checks on one outbox message that need no case state, and refusals.
+
+    In order: a registered outbox; at most MAX_EVENT_BYTES; a JSON object; a
+    valid signature by the source agency's registered key (before anything in
+    the event is believed); a valid event; the source is the outbox's agency;
+    the agency may emit the type; the key is the case id; personal data is
+    sealed. Holder rights need the case's custody: `services.router.deliver`.
+    """
 
     def __init__(self, registry: AgencyRegistry) -> None:
         self.registry = registry
         self.stats = RoutingStats()
         self._notice_source = source_urn(registry.operator.oin, "ketenbus-router")
-        self._debug = log.is_enabled_for(logging.DEBUG)
-        self._subscribers: dict[str, tuple[str, ...]] = {
-            name: tuple(agency.code for agency, _ in registry.subscribers(name))
-            for name in EVENT_CLASSES
-        }
 
-    def route(self, message: OutboxMessage) -> list[Outgoing]:
+    def check(  # noqa: PLR0911 - one return per check, in the order the docstring gives
+        self, message: OutboxMessage
+    ) -> Admitted | list[Outgoing]:
+        """The admitted message, or what refusing it produces (dead letter, notice)."""
         agency_code = topics.agency_of_outbox(message.topic)
         agency = self.registry.agency(agency_code) if agency_code else None
         if agency is None:
-            return self._reject(message, None, None, "unknown-agency", "not a registered outbox")
+            return self.refuse(message, None, None, "unknown-agency", "not a registered outbox")
+        value = message.value
+        if len(value) > MAX_EVENT_BYTES:
+            return self._unparsed(message, agency, value)
         try:
-            event = parse_event(message.value)
+            document = json.loads(value)
+        except (UnicodeDecodeError, ValueError):
+            return self._unparsed(message, agency, value)
+        if not isinstance(document, dict):
+            return self._unparsed(message, agency, value)
+        try:
+            verify_signature(document, self.registry)
+        except SignatureRefused as exc:
+            return self.refuse(message, agency, None, exc.code, exc.reason)
+        try:
+            event = parse_event(value)
         except EventRejected as exc:
-            return self._reject(message, agency, None, exc.code, str(exc))
+            return self.refuse(message, agency, None, exc.code, str(exc))
         problem = self._refusal(message, agency, event)
         if problem is not None:
-            return self._reject(message, agency, event, *problem)
-        self.stats.routed += 1
-        case_id = str(event.subject)
-        key = case_id.encode()
-        headers = {"content-type": CONTENT_TYPE}
-        chain = str(event.correlationid)
-        out = [Outgoing(topics.CASES, key, message.value, headers, chain)]
-        out += [
-            Outgoing(topics.inbox(code), key, message.value, headers, chain)
-            for code in self._receivers(event, agency.code)
-        ]
-        if self._debug:  # one line per event is for debugging only, and costs at full rate
-            log.debug(
-                "event routed",
-                case_id=case_id,
-                event_id=str(event.id),
-                correlation_id=chain,
-                type=event.name,
-                receivers=len(out) - 1,
-            )
-        return out
+            return self.refuse(message, agency, event, *problem)
+        return Admitted(message, agency, event, document)
+
+    def _unparsed(self, message: OutboxMessage, agency: Agency, value: bytes) -> list[Outgoing]:
+        """Refuse bytes that are no event at all, with parse_event's own words."""
+        try:
+            parse_event(value)
+        except EventRejected as exc:
+            return self.refuse(message, agency, None, exc.code, str(exc))
+        return self.refuse(message, agency, None, "malformed-json", "(event): not a JSON object")
 
     def _refusal(
         self, message: OutboxMessage, agency: Agency, event: CaseEvent[Any]
@@ -119,20 +139,16 @@ class CaseRouting:
                 "(key): the message key must be the case id (subject), "
                 "so that one case's events stay in order",
             )
+        context = getattr(event.data, "context", None)
+        if isinstance(getattr(context, "personal", None), PersonalSection):
+            return (
+                "unsealed-personal-data",
+                "data.context.personal: personal data must be sealed for its receivers "
+                "(contracts.sealing), never sent in clear",
+            )
         return None
 
-    def _receivers(self, event: CaseEvent[Any], sender: str) -> list[str]:
-        receivers = dict.fromkeys(self._subscribers.get(event.name, ()))
-        # The parties an event names: both ends of a handoff, and the agency a
-        # resolution forces the case to (it must learn that it now holds the case).
-        for party in ("from_agency", "to_agency", "handoff_to"):
-            code = getattr(event.data, party, None)
-            if isinstance(code, str) and self.registry.agency(code) is not None:
-                receivers[code] = None
-        receivers.pop(sender, None)
-        return list(receivers)
-
-    def _reject(
+    def refuse(
         self,
         message: OutboxMessage,
         agency: Agency | None,
@@ -140,6 +156,7 @@ class CaseRouting:
         code: str,
         reason: str,
     ) -> list[Outgoing]:
+        """The dead letter (with the reason in its headers) and, to a known sender, a notice."""
         self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
         case_id = event.subject if event is not None else _case_of_key(message.key)
         log.warning(
@@ -161,8 +178,13 @@ class CaseRouting:
             topics.DLQ_ORIGIN_OFFSET: str(message.offset),
             topics.DLQ_REJECTED_BY: "router",
         }
+        value = message.value
+        if code == "unsealed-personal-data":
+            # Quarantine the event, not the citizen's data: no personal section in the DLQ.
+            value = _without_personal(value)
+            headers[topics.DLQ_REDACTED] = "data.context.personal"
         chain = str(event.correlationid) if event is not None else str(case_id)
-        out = [Outgoing(topics.DLQ, message.key, message.value, headers, chain)]
+        out = [Outgoing(topics.DLQ, message.key, value, headers, chain)]
         if agency is not None:
             notice = DeliveryFailed.new(
                 source=self._notice_source,
@@ -187,6 +209,14 @@ class CaseRouting:
                 )
             )
         return out
+
+
+def _without_personal(value: bytes) -> bytes:
+    document = json.loads(value)
+    context = document.get("data", {}).get("context")
+    if isinstance(context, dict):
+        context.pop("personal", None)
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _case_of_key(key: bytes | None) -> UUID:

@@ -145,7 +145,9 @@ def kafka_acls(registry: AgencyRegistry) -> list[Acl]:
 
     acls += _reads(ESCALATION, [topics.CASES])
     acls.append(_group(ESCALATION, ESCALATION_GROUP))
-    acls += _writes(ESCALATION, [topics.ESCALATIONS, topics.CASES, *inboxes, topics.DLQ])
+    acls += _writes(
+        ESCALATION, [topics.ESCALATIONS, topics.CASES, *inboxes, topics.DLQ, topics.AUDIT]
+    )
 
     acls += _reads(CONSOLE, CONSOLE_READS)
 

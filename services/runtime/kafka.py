@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
-from typing import Any, Literal, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, TypedDict
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -124,3 +126,38 @@ async def kafka_unreachable(
     finally:
         await client.close()
     return None
+
+
+class Message(Protocol):
+    """What `publish_all` needs of a message to produce."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+
+
+async def publish_all(broker: KafkaBroker, messages: Sequence[Message]) -> None:
+    """Produce `messages` in order and return once Kafka has acknowledged every one.
+
+    Each is handed to the producer without waiting for its ack, so a batch costs
+    one round trip, not one per message; the acks are awaited together.
+    """
+    pending = [
+        await broker.publish(
+            message.value,
+            message.topic,
+            key=message.key,
+            headers=dict(message.headers),
+            correlation_id=message.correlation_id,
+            no_confirm=True,
+        )
+        for message in messages
+    ]
+    await asyncio.gather(*pending)

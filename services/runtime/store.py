@@ -143,6 +143,17 @@ async def migrate(engine_or_url: AsyncEngine | str) -> None:
             await engine.dispose()
 
 
+async def migrated_engine(url: str) -> AsyncEngine:
+    """An engine on the database at `url`, migrated; disposed again if migrating fails."""
+    engine = make_engine(url)
+    try:
+        await migrate(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
 _PROCESS_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )

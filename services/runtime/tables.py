@@ -292,3 +292,38 @@ audit_chain_head = Table(
 """One row (id 1): where the chain ends. Appends lock it, so the chain never forks,
 and `verify` compares it with the last record, so removing records at the end shows."""
 
+
+# The router's custody of cases (`services.router`): who holds each case, which
+# handoff is pending, who has held it. Every writer of a state-changing event to
+# the case log (the router, and the escalation service for an expiry) locks the
+# case's row while it produces, so the checks and the log's order agree.
+
+case_custody = Table(
+    "case_custody",
+    metadata,
+    Column("case_id", Uuid(), primary_key=True),
+    Column("category", String(48), nullable=False),
+    Column("holder", String(AGENCY), nullable=False),
+    Column("holders", JSON(), nullable=False, comment="Every agency that has held the case."),
+    Column("status", String(16), nullable=False),
+    Column("pending_handoff_id", Uuid(), nullable=True),
+    Column("pending_from", String(AGENCY), nullable=True),
+    Column("pending_to", String(AGENCY), nullable=True),
+    Column("pending_deadline", UtcDateTime(), nullable=True),
+    Column("bounce_count", Integer, nullable=False),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("last_event_at", UtcDateTime(), nullable=False),
+)
+"""The router's view of each case: what holder rights are checked against."""
+
+router_seen_events = Table(
+    "router_seen_events",
+    metadata,
+    Column("event_id", Uuid(), primary_key=True),
+    Column("seen_at", UtcDateTime(), nullable=False, index=True),
+    Column("topic", String(255), nullable=False, comment="The outbox it was read from."),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+)
+"""Every event id the router has delivered, and where it read it: the same id again is
+delivered once; the same record again (a batch redelivered) is skipped without a word."""

@@ -5,18 +5,13 @@ from __future__ import annotations
 from services.runtime.registry_file import load_registry
 from services.runtime.service import run_service, service_main
 from services.runtime.settings import Settings
-from services.runtime.store import make_engine, migrate
+from services.runtime.store import migrated_engine
 from services.tracker.app import create_tracker
 
 
 async def _run(settings: Settings, bootstrap: str) -> None:
     registry = load_registry(settings.registry)
-    engine = make_engine(settings.database)
-    try:
-        await migrate(engine)
-    except BaseException:
-        await engine.dispose()
-        raise
+    engine = await migrated_engine(settings.database)
     broker = create_tracker(settings, registry, engine, bootstrap)
     await run_service("tracker", broker, settings, after_stop=engine.dispose)
 

@@ -9,7 +9,6 @@ the event ids it already recorded, so a replay changes nothing twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from contracts.envelope import CaseEvent
 from contracts.parse import EventRejected, parse_event
 from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
+from services.runtime.backoff import Backoff
 from services.runtime.kafka import consumer_options, make_broker
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -44,7 +44,7 @@ class CaseRecorder:
     def __init__(self, engine: AsyncEngine, registry: AgencyRegistry) -> None:
         self.engine = engine
         self.registry = registry
-        self._failures = 0
+        self._backoff = Backoff()
 
     async def record(self, records: Sequence[Any]) -> BatchResult:
         """Apply the events in `records` (aiokafka ConsumerRecords) in one transaction."""
@@ -52,10 +52,8 @@ class CaseRecorder:
         try:
             result = await apply_batch(self.engine, self.registry, events)
         except Exception as exc:
-            # Raising makes FastStream seek back, so the batch is replayed; the
-            # pause keeps a store outage from turning into a hot loop.
-            self._failures += 1
-            pause = min(0.5 * 2 ** (self._failures - 1), 10.0)
+            # Raising makes FastStream seek back, so the batch is replayed.
+            pause = self._backoff.next_pause()
             log.exception(
                 "batch not recorded, it will be replayed",
                 records=len(records),
@@ -63,9 +61,9 @@ class CaseRecorder:
                 error=type(exc).__name__,
                 retry_in=pause,
             )
-            await asyncio.sleep(pause)
+            await self._backoff.wait(pause)
             raise
-        self._failures = 0
+        self._backoff.succeeded()
         _log_result(result)
         return result
 

@@ -21,6 +21,8 @@ from sqlalchemy import select
 from contracts import topics
 from contracts.envelope import source_urn
 from contracts.events import DeliveryFailed, HandoffExpired
+from contracts.registry import AgencyRegistry
+from services import audit
 from services.runtime.settings import Settings
 from services.runtime.tables import escalation_seen_events, escalation_timers, escalations
 from services.tracker.app import create_tracker
@@ -168,6 +170,29 @@ async def test_a_hardship_flag_is_escalated_at_once_at_its_level_and_only_once(
     assert raised.causationid == opened.id
     await _applied(running, update.id)
     assert 1 == len(await bus.all_events(topics.ESCALATIONS, case.case_id, "escalation-raised"))
+    await case.close()
+
+
+async def test_an_alert_to_a_team_is_audited_with_the_flag_it_discloses(
+    running: Running, escalation_registry: AgencyRegistry
+) -> None:
+    bus = running.bus
+    case = bus.case()
+    await case.open("belastingdienst", flags=[hardship(level=1)])
+    [raised] = await bus.raised(case.case_id)
+    category = escalation_registry.category("schulden")
+    assert category is not None
+
+    records = await audit.trace(running.engine, case.case_id)
+
+    assert [("gm0363", "escalation-raised", ["flags"])] == [
+        (r.receiver, r.event_type, r.fields) for r in records
+    ]
+    assert (raised.id, category.escalation_legal_basis) == (
+        records[0].event_id,
+        records[0].legal_basis,
+    )
+    assert (await audit.verify(running.engine)).intact
     await case.close()
 
 

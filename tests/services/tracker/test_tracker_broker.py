@@ -1,8 +1,13 @@
-"""Router and tracker on the real broker: a handoff written by a plain Kafka client, end to end."""
+"""Router and tracker on the real broker: a handoff written by a plain Kafka client, end to end.
+
+The events are written by hand (`raw_event`) and signed with the agencies' test
+keys, as an agency system without the project's code would sign them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,23 +17,40 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import topics
+from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
 from services.router.app import create_router
 from services.runtime.settings import Settings
 from services.tracker.app import create_tracker
 from services.tracker.queries import CaseView, case_view
-from tests.kafka_helpers import keyed, produce, raw_event, read_until
+from tests.kafka_helpers import (
+    event_id,
+    headers_of,
+    keyed,
+    produce,
+    raw_event,
+    read_until,
+    start_group_at_end,
+)
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
 async def bus(
-    kafka: str, settings: Settings, registry: AgencyRegistry, store: AsyncEngine
+    kafka: str, settings: Settings, signed_registry: AgencyRegistry, store: AsyncEngine
 ) -> AsyncIterator[AsyncEngine]:
-    """Router and tracker running; the tracker in a group of its own on this test's store."""
-    router = create_router(settings, registry, kafka)
-    tracker = create_tracker(settings, registry, store, kafka, group_id=f"tracker-{uuid.uuid4()}")
+    """Router and tracker running on this test's store, each in a group of its own.
+
+    The router's group starts at the outboxes' current end: it routes only this test's events.
+    """
+    group = f"router-{uuid.uuid4()}"
+    outboxes = [topics.outbox(agency.code) for agency in signed_registry.agencies]
+    await start_group_at_end(kafka, group, outboxes)
+    router = create_router(settings, signed_registry, kafka, store, group_id=group)
+    tracker = create_tracker(
+        settings, signed_registry, store, kafka, group_id=f"tracker-{uuid.uuid4()}"
+    )
     await asyncio.gather(router.start(), tracker.start())
     yield store
     await asyncio.gather(router.stop(), tracker.stop())
@@ -50,60 +72,76 @@ def _oin(registry: AgencyRegistry, code: str) -> str:
     return agency.oin
 
 
-async def test_the_tracker_shows_the_new_holder_after_the_accept_and_refuses_a_wrong_acceptor(
-    kafka: str, registry: AgencyRegistry, bus: AsyncEngine
+async def test_the_tracker_shows_the_new_holder_after_the_accept_and_never_sees_a_wrong_acceptor(
+    kafka: str,
+    registry: AgencyRegistry,
+    agency_keys: dict[str, AgencyKeys],
+    bus: AsyncEngine,
 ) -> None:
     case_id, handoff_id = uuid.uuid4(), str(uuid.uuid4())
     key = str(case_id).encode()
-    handoff = {"handoff_id": handoff_id, "from_agency": "belastingdienst", "to_agency": "gm0363"}
+    handoff: dict[str, object] = {
+        "handoff_id": handoff_id,
+        "from_agency": "belastingdienst",
+        "to_agency": "gm0363",
+    }
     deadline = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    belastingdienst = agency_keys["belastingdienst"]
     await produce(
         kafka,
         topics.outbox("belastingdienst"),
         [
             (
                 key,
-                raw_event(
-                    _oin(registry, "belastingdienst"),
-                    "case-opened",
-                    case_id,
-                    {"category": "schulden", "summary": "Belastingschuld"},
+                belastingdienst.sign(
+                    raw_event(
+                        _oin(registry, "belastingdienst"),
+                        "case-opened",
+                        case_id,
+                        {"category": "schulden", "summary": "Belastingschuld"},
+                    )
                 ),
             ),
             (
                 key,
-                raw_event(
-                    _oin(registry, "belastingdienst"),
-                    "handoff-requested",
-                    case_id,
-                    {**handoff, "reason": "Schuldhulp", "deadline": deadline},
-                    sequence=2,
+                belastingdienst.sign(
+                    raw_event(
+                        _oin(registry, "belastingdienst"),
+                        "handoff-requested",
+                        case_id,
+                        {**handoff, "reason": "Schuldhulp", "deadline": deadline},
+                        sequence=2,
+                    )
                 ),
             ),
         ],
     )
     await read_until(kafka, topics.inbox("gm0363"), keyed(case_id))
-    wrong = {**handoff, "to_agency": "cjib"}
-    await produce(
-        kafka,
-        topics.outbox("cjib"),
-        [(key, raw_event(_oin(registry, "cjib"), "handoff-accepted", case_id, wrong))],
+    wrong = agency_keys["cjib"].sign(
+        raw_event(_oin(registry, "cjib"), "handoff-accepted", case_id, handoff)
     )
-    await read_until(kafka, topics.CASES, keyed(case_id), count=3)
+    await produce(kafka, topics.outbox("cjib"), [(key, wrong)])
+    wrong_id = json.loads(wrong)["id"]
+    dead = await read_until(kafka, topics.DLQ, lambda r: r.key == key and event_id(r) == wrong_id)
     await produce(
         kafka,
         topics.outbox("gm0363"),
-        [(key, raw_event(_oin(registry, "gm0363"), "handoff-accepted", case_id, handoff))],
+        [
+            (
+                key,
+                agency_keys["gm0363"].sign(
+                    raw_event(_oin(registry, "gm0363"), "handoff-accepted", case_id, handoff)
+                ),
+            )
+        ],
     )
 
-    view = await _timeline_of(bus, case_id, 4)
+    view = await _timeline_of(bus, case_id, 3)
 
+    assert ["not-permitted"] == [headers_of(r)[topics.DLQ_REASON_CODE] for r in dead]
     assert "gm0363" == view.holder
     assert [
-        ("case-opened", True),
-        ("handoff-requested", True),
-        ("handoff-accepted", False),
-        ("handoff-accepted", True),
-    ] == [(entry.type, entry.applied) for entry in view.timeline]
-    assert view.timeline[2].refusal is not None
-    assert "cjib" == view.timeline[2].agency
+        ("case-opened", True, "belastingdienst"),
+        ("handoff-requested", True, "belastingdienst"),
+        ("handoff-accepted", True, "gm0363"),
+    ] == [(entry.type, entry.applied, entry.agency) for entry in view.timeline]

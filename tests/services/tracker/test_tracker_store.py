@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -15,7 +16,7 @@ from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.store import alembic_config, make_engine, migrate
-from services.runtime.tables import case_timeline, cases, metadata
+from services.runtime.tables import case_custody, case_timeline, cases, metadata
 
 EngineMaker = Callable[[], AsyncEngine]
 
@@ -150,3 +151,21 @@ def _case_row(opened_at: datetime = datetime(2025, 1, 1, tzinfo=UTC)) -> dict[st
         "updated_at": opened_at,
         "last_event_at": opened_at,
     }
+
+
+async def test_upgrading_a_store_with_cases_gives_each_its_custody(engines: EngineMaker) -> None:
+    """A store from before case custody existed: the router must know its cases' holders."""
+    engine = engines()
+
+    def to_0004(connection: Connection) -> None:
+        command.upgrade(alembic_config(connection), "0004")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(to_0004)
+        await connection.execute(insert(cases), [_case_row()])
+
+    await migrate(engine)
+
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(case_custody))).all()
+    assert [("uwv", ["uwv"], "open")] == [(r.holder, r.holders, r.status) for r in rows]

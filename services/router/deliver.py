@@ -1,0 +1,205 @@
+"""One batch of outbox messages delivered: checked, admitted on the case's custody, audited.
+
+In one database transaction:
+1. lock the custody of the cases the batch touches (`services.runtime.custody`);
+2. refuse an event id delivered before (in an earlier batch or this one), and
+   skip without a word a record delivered before (its batch came again because
+   the offsets were not committed after the transaction was);
+3. check holder rights (`rights.admit`), in the order the messages came;
+4. cut each receiver's copy down to its grant (`minimise`);
+5. append one audit record per inbox copy to the hash chain (`services.audit`);
+6. produce the case log, the inbox copies, the audit records and the refusals,
+   and wait for Kafka's acks;
+7. commit.
+The audit records are written before anything is produced: when the store
+cannot take them the batch fails before a single copy goes out, and comes
+again (fail-closed). A failure at the commit itself, after producing, brings
+the batch back too; it is then delivered again under the same event ids and
+audited then, and consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts import topics
+from contracts.audit import AuditEntry
+from contracts.envelope import CONTENT_TYPE
+from services.audit import append
+from services.router import minimise
+from services.router.rights import admit
+from services.router.routing import Admitted, CaseRouting, OutboxMessage, Outgoing
+from services.runtime import custody
+from services.runtime.backoff import Backoff
+from services.runtime.logging import get_logger
+from services.runtime.store import write_transaction
+from services.runtime.tables import router_seen_events
+
+log = get_logger("ketenbus.router")
+
+Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
+
+HEADERS = {"content-type": CONTENT_TYPE}
+
+Position = tuple[str, int, int]
+"""Where a record was read: topic, partition, offset."""
+
+
+@dataclass(slots=True)
+class Delivered:
+    """What a batch produced, for the caller's counts."""
+
+    routed: int = 0
+    refused: int = 0
+    audited: int = 0
+
+
+class Delivery:
+    """Delivers batches for one router instance."""
+
+    def __init__(self, engine: AsyncEngine, routing: CaseRouting, publish: Publish) -> None:
+        self.engine = engine
+        self.routing = routing
+        self.publish = publish
+        self._backoff = Backoff()
+
+    async def handle(self, messages: Sequence[OutboxMessage]) -> Delivered:
+        """Deliver a batch; raise (after a pause) to have it come again."""
+        try:
+            done = await self._deliver(messages)
+        except Exception as exc:
+            pause = self._backoff.next_pause()  # raising makes FastStream seek back
+            log.exception(
+                "batch not delivered, it will come again",
+                records=len(messages),
+                error=type(exc).__name__,
+                retry_in=pause,
+            )
+            await self._backoff.wait(pause)
+            raise
+        self._backoff.succeeded()
+        return done
+
+    async def _deliver(self, messages: Sequence[OutboxMessage]) -> Delivered:
+        out: list[Outgoing] = []
+        admitted: list[Admitted] = []
+        for message in messages:
+            checked = self.routing.check(message)
+            if isinstance(checked, Admitted):
+                admitted.append(checked)
+            else:
+                out += checked
+        done = Delivered(refused=len(messages) - len(admitted))
+        if not admitted:
+            await self.publish(out)
+            return done
+        now = datetime.now(UTC)
+        async with write_transaction(self.engine) as connection:
+            ledger = await custody.load(connection, {a.event.subject for a in admitted})
+            seen = await _seen(connection, [a.event.id for a in admitted])
+            entries: list[AuditEntry] = []
+            fresh: list[Admitted] = []
+            for item in admitted:
+                message = item.message
+                if seen.get(item.event.id) == (message.topic, message.partition, message.offset):
+                    # This very record, delivered and committed before its offset was: a
+                    # redelivered batch. Its copies are out already; it is no replay.
+                    continue
+                refusal = self._refusal(item, ledger, seen)
+                if refusal is not None:
+                    out += self.routing.refuse(item.message, item.agency, item.event, *refusal)
+                    done.refused += 1
+                    continue
+                seen[item.event.id] = (message.topic, message.partition, message.offset)
+                fresh.append(item)
+                out += self._copies(item, ledger, now, entries)
+                done.routed += 1
+            await custody.save(connection, ledger)
+            if fresh:
+                await connection.execute(
+                    insert(router_seen_events), [_seen_row(i, now) for i in fresh]
+                )
+            records = await append(connection, entries) if entries else []
+            out += [
+                Outgoing(topics.AUDIT, str(r.case_id).encode(), r.model_dump_json().encode())
+                for r in records
+            ]
+            done.audited = len(records)
+            await self.publish(out)
+        return done
+
+    def _refusal(
+        self, item: Admitted, ledger: custody.Ledger, seen: Mapping[UUID, Position]
+    ) -> tuple[str, str] | None:
+        event = item.event
+        if event.id in seen:
+            return (
+                "duplicate-event-id",
+                f"id: event {event.id} was delivered before; an event id is delivered once",
+            )
+        reason = admit(ledger, self.routing.registry, event, item.agency.code)
+        return None if reason is None else ("not-permitted", reason)
+
+    def _copies(
+        self,
+        item: Admitted,
+        ledger: custody.Ledger,
+        now: datetime,
+        entries: list[AuditEntry],
+    ) -> list[Outgoing]:
+        """The case-log record and each receiver's copy, with an audit entry per copy."""
+        event, registry = item.event, self.routing.registry
+        key = str(event.subject).encode()
+        chain = str(event.correlationid)
+        out = [Outgoing(topics.CASES, key, item.message.value, HEADERS, chain)]
+        category = registry.category(ledger.cases[event.subject].state.category)
+        if category is None:
+            return out  # checked at case-opened; a registry changed since then grants nothing
+        data = item.document.get("data")
+        grants = minimise.grants(
+            registry, event.name, data if isinstance(data, dict) else {}, category, item.agency.code
+        )
+        for copy in minimise.deliveries(item.document, item.message.value, grants):
+            out.append(Outgoing(topics.inbox(copy.receiver), key, copy.value, HEADERS, chain))
+            entries.append(
+                AuditEntry(
+                    case_id=event.subject,
+                    event_id=event.id,
+                    event_type=event.name,
+                    receiver=copy.receiver,
+                    fields=copy.fields,
+                    purpose=copy.grant.purpose,
+                    legal_basis=copy.grant.legal_basis,
+                    delivered_at=now,
+                )
+            )
+        return out
+
+
+async def _seen(connection: AsyncConnection, event_ids: list[UUID]) -> dict[UUID, Position]:
+    """Where each of these event ids was read when the router delivered it."""
+    found: dict[UUID, Position] = {}
+    t = router_seen_events.c
+    for start in range(0, len(event_ids), custody.CHUNK):
+        chunk = event_ids[start : start + custody.CHUNK]
+        query = select(t.event_id, t.topic, t.partition, t.offset).where(t.event_id.in_(chunk))
+        for row in await connection.execute(query):
+            found[row.event_id] = (row.topic, row.partition, row.offset)
+    return found
+
+
+def _seen_row(item: Admitted, now: datetime) -> dict[str, object]:
+    message = item.message
+    return {
+        "event_id": item.event.id,
+        "seen_at": now,
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+    }

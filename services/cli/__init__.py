@@ -13,13 +13,17 @@ import typer
 from contracts.parse import EventRejected
 from contracts.registry import RegistryInvalid
 from services.cli import (
+    acl_cmd,
+    audit_cmd,
     bench_cmd,
     broker_cmd,
     cases_cmd,
     contracts_cmd,
     emit_cmd,
+    keys_cmd,
     signals_cmd,
     simulate_cmd,
+    trace_cmd,
     up_cmd,
 )
 from services.runtime.errors import UserError
@@ -42,9 +46,21 @@ def _logging() -> None:
     configure(settings.log_level, settings.log_format)
 
 
-for module in (up_cmd, broker_cmd, emit_cmd, cases_cmd, signals_cmd, simulate_cmd, bench_cmd):
+for module in (
+    up_cmd,
+    broker_cmd,
+    emit_cmd,
+    cases_cmd,
+    signals_cmd,
+    simulate_cmd,
+    trace_cmd,
+    acl_cmd,
+    bench_cmd,
+):
     module.register(app)
 app.add_typer(contracts_cmd.app, name="contracts")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(audit_cmd.app, name="audit")
 
 
 def main() -> None:

@@ -6,10 +6,12 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from contracts import topics
+from contracts.agency_client import AgencyKeys
 from contracts.parse import parse_event
 from services.runtime.errors import UserError
 from services.runtime.settings import Settings
@@ -30,16 +32,48 @@ def _read_events(source: str) -> list[bytes]:
     return [text.strip().encode()]
 
 
+def _keys(settings: Settings, code: str, given: Path | None) -> AgencyKeys:
+    """The agency's key pair: `--key`, else the one `ketenbus keys new` made, else the demo's."""
+    from services.demo.keys import keys_dir
+
+    candidates = [given] if given else [settings.data_dir / "keys", keys_dir(settings.data_dir)]
+    for candidate in candidates:
+        path = candidate if given else candidate / f"{code}.key"
+        if path.is_file():
+            try:
+                return AgencyKeys.load(path, code)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+    if given:
+        raise UserError(f"no key file {given}")
+    raise UserError(
+        f"no private key for agency {code!r} in {candidates[0]} or {candidates[1]}: "
+        f"pass --key FILE (made by `ketenbus keys new {code}`)"
+    )
+
+
 def emit(
     source: str = typer.Argument("-", metavar="[FILE|-]", help="The event(s); - reads stdin."),
     as_agency: str = typer.Option(..., "--as", metavar="CODE", help="The emitting agency's code."),
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            metavar="FILE",
+            help="The agency's private key (default: DATA_DIR/keys/CODE.key, else the demo's).",
+        ),
+    ] = None,
     raw: bool = typer.Option(
-        False, "--raw", help="Send even if it does not validate (to see the bus refuse it)."
+        False,
+        "--raw",
+        help="Send the bytes as given: not validated, not signed (to see the bus refuse them).",
     ),
 ) -> None:
-    """Publish one event (or JSON lines) to `agency.CODE.outbox`, keyed by its case id."""
+    """Sign one event (or JSON lines) as agency CODE and publish it to `agency.CODE.outbox`,
+    keyed by its case id."""
     from aiokafka import AIOKafkaProducer
 
+    from services.runtime.kafka import client_security
     from services.runtime.registry_file import load_registry
 
     settings = Settings()
@@ -56,11 +90,17 @@ def emit(
                     f"event {number} is not valid ({exc}); --raw sends it anyway"
                 ) from None
         messages.append((key, value))
+    if not raw:
+        keys = _keys(settings, as_agency, key_file)
+        messages = [(key, keys.sign(value)) for key, value in messages]
     bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
 
     async def send() -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", request_timeout_ms=10_000
+            bootstrap_servers=bootstrap,
+            acks="all",
+            request_timeout_ms=10_000,
+            **client_security(settings),
         )
         try:
             await asyncio.wait_for(producer.start(), 15)

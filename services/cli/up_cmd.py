@@ -26,14 +26,26 @@ def demo(
     ),
     interval: float = typer.Option(1.5, "--interval", min=0.01, help="Seconds between new cases."),
 ) -> None:
-    """Simulate agencies on a running bus: open cases, hand them off, accept and reject."""
+    """Simulate agencies on a running bus: open cases, hand them off, accept and reject.
+
+    They sign with the demo's keys (DATA_DIR/demo-keys): run the bus on the
+    registry that holds their public halves, as `ketenbus up --demo` does
+    (DATA_DIR/demo-registry.yaml)."""
     from services.demo.agencies import run_demo
+    from services.demo.keys import demo_keys
+    from services.runtime.kafka import client_security
     from services.runtime.registry_file import load_registry
 
     settings = Settings()
     registry = load_registry(settings.registry)
+    keys = demo_keys(settings.data_dir, registry)
     bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
-    asyncio.run(run_demo(registry, bootstrap, cases=cases or None, interval=interval))
+    security = client_security(settings)
+    asyncio.run(
+        run_demo(
+            registry, bootstrap, keys, cases=cases or None, interval=interval, security=security
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from services.demo.agencies import run_demo
+from services.demo.keys import demo_keys
+from services.runtime.kafka import client_security
 from services.runtime.logging import configure
 from services.runtime.registry_file import load_registry
 from services.runtime.settings import Settings
@@ -14,7 +16,9 @@ def main() -> None:
     settings = Settings()
     configure(settings.log_level, settings.log_format)
     bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
-    asyncio.run(run_demo(load_registry(settings.registry), bootstrap))
+    registry = load_registry(settings.registry)
+    keys = demo_keys(settings.data_dir, registry)
+    asyncio.run(run_demo(registry, bootstrap, keys, security=client_security(settings)))
 
 
 if __name__ == "__main__":

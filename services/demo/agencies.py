@@ -7,6 +7,7 @@ import contextlib
 import random
 import signal
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,8 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import topics
-from contracts.case import ActionTaken, CaseContext, CaseFlag
+from contracts.agency_client import AgencyKeys
+from contracts.case import ActionTaken, CaseContext, CaseFlag, MoneyAmount, PersonalSection
 from contracts.envelope import CaseEvent, source_urn
 from contracts.events import (
     CaseClosed,
@@ -66,10 +68,15 @@ class DemoCase:
 
 class SimulatedAgencies:
     def __init__(
-        self, registry: AgencyRegistry, producer: AIOKafkaProducer, seed: int | None
+        self,
+        registry: AgencyRegistry,
+        producer: AIOKafkaProducer,
+        keys: Mapping[str, AgencyKeys],
+        seed: int | None,
     ) -> None:
         self.registry = registry
         self.producer = producer
+        self.keys = keys
         self.random = random.Random(seed)
         self.cases: dict[UUID, DemoCase] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -82,7 +89,7 @@ class SimulatedAgencies:
 
     async def _emit(self, agency: str, event: CaseEvent[Any]) -> None:
         await self.producer.send_and_wait(
-            topics.outbox(agency), event.to_json(), key=str(event.subject).encode()
+            topics.outbox(agency), self.keys[agency].sign(event), key=str(event.subject).encode()
         )
 
     def later(self, low: float, high: float, action: Any) -> None:
@@ -130,6 +137,8 @@ class SimulatedAgencies:
             await self.close(case)
             return
         receiver = case.chain[case.position + 1]
+        # The receiver needs the citizen's details; they travel sealed for it alone.
+        personal = self.keys[case.holder].seal(self._citizen(), [receiver], self.registry)
         request = HandoffRequested.new(
             source=self._source(case.holder),
             case_id=case.case_id,
@@ -141,9 +150,19 @@ class SimulatedAgencies:
                 to_agency=receiver,
                 reason="Overdracht voor vervolgstap in het traject",
                 deadline=datetime.now(UTC) + timedelta(days=2),
+                context=CaseContext(personal=personal),
             ),
         )
         await self._emit(case.holder, request)
+
+    def _citizen(self) -> PersonalSection:
+        """Made-up details for the demo, never a real person."""
+        number = self.random.randrange(100)
+        return PersonalSection(
+            bsn=f"9999999{number:02d}",
+            name=f"Demo Burger {number}",
+            amounts=[MoneyAmount(label="Openstaande schuld", cents=self.random.randrange(10**6))],
+        )
 
     async def close(self, case: DemoCase) -> None:
         case.closed = True
@@ -208,19 +227,25 @@ class SimulatedAgencies:
 async def run_demo(
     registry: AgencyRegistry,
     bootstrap: str,
+    keys: Mapping[str, AgencyKeys],
     *,
     cases: int | None = None,
     interval: float = 1.5,
     seed: int | None = None,
     stop: asyncio.Event | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> int:
-    """Open a case every `interval` s until `cases` are open (or a signal); return the count."""
+    """Open a case every `interval` s until `cases` are open (or a signal); return the count.
+
+    `security`: the Kafka clients' security options (`services.runtime.kafka.client_security`).
+    """
+    security = security or {}
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **security)
     inboxes = [topics.inbox(agency.code) for agency in registry.agencies]
     consumer = AIOKafkaConsumer(
         *inboxes,
@@ -229,10 +254,11 @@ async def run_demo(
         auto_offset_reset="earliest",
         session_timeout_ms=2_000,
         heartbeat_interval_ms=500,
+        **security,
     )
     await producer.start()
     await consumer.start()
-    agencies = SimulatedAgencies(registry, producer, seed)
+    agencies = SimulatedAgencies(registry, producer, keys, seed)
     reader = asyncio.create_task(_read_inboxes(consumer, agencies))
     try:
         while not stop.is_set() and (cases is None or agencies.opened < cases):

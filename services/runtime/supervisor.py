@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from services.console.app import create_console
+from services.demo.keys import demo_registry
 from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
 from services.runtime.http import http_server
 from services.runtime.logging import get_logger
@@ -73,15 +74,25 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
     embedded: EmbeddedBroker | None = None
     session_timeout = settings.kafka_session_timeout_ms
     bootstrap = settings.kafka_bootstrap
+    # The Kafka security options of the clients started here and in the children.
+    kafka = settings
     if bootstrap is None:
         embedded = EmbeddedBroker(settings.broker_port, log_file=settings.data_dir / "broker.log")
         embedded.start()
         bootstrap = embedded.bootstrap
         session_timeout = EMBEDDED_SESSION_TIMEOUT_MS
+        # The embedded broker speaks PLAINTEXT only, whatever the environment asks for.
+        kafka = settings.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
         log.info("embedded broker started", bootstrap=bootstrap, storage="memory-only")
     children: list[Child] = []
+    registry_path = settings.registry
+    if demo:
+        # The demo plays every agency: the bus checks their signatures against demo keys.
+        registry_path = demo_registry(settings.data_dir, registry)
     try:
-        await ensure_topics(bootstrap, bus_topics(registry), partitions=settings.topic_partitions)
+        await ensure_topics(
+            bootstrap, bus_topics(registry), partitions=settings.topic_partitions, settings=kafka
+        )
         engine = make_engine(settings.database)
         await migrate(engine)
         await engine.dispose()
@@ -89,8 +100,9 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
             **os.environ,
             "KETENBUS_KAFKA_BOOTSTRAP": bootstrap,
             "KETENBUS_KAFKA_SESSION_TIMEOUT_MS": str(session_timeout),
+            "KETENBUS_KAFKA_SECURITY_PROTOCOL": kafka.kafka_security_protocol,
             "KETENBUS_DATABASE_URL": settings.database,
-            "KETENBUS_REGISTRY": str(settings.registry.resolve()),
+            "KETENBUS_REGISTRY": str(registry_path.resolve()),
         }
         for name in SERVICES:
             port = free_port()
@@ -103,7 +115,9 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
             await child.start()
         targets = {c.name: c.health_url for c in children if c.health_url}
         console = http_server(
-            create_console(bootstrap, targets), settings.console_host, settings.console_port
+            create_console(bootstrap, targets, settings=kafka),
+            settings.console_host,
+            settings.console_port,
         )
         serving = asyncio.create_task(console.serve())
         _print_banner(settings, bootstrap, embedded is not None, demo)

@@ -1,4 +1,4 @@
-"""Publish as an agency system would: to its own outbox, keyed by case, numbered, timed.
+"""Publish as an agency system would: to its own outbox, keyed by case, numbered, timed, signed.
 
 Every event's `time` comes from the simulation's clock (the one the services
 share), so the verdict can compare event times with deadlines the services
@@ -10,6 +10,7 @@ acknowledgements are collected and checked when the run drains.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from contracts import topics
+from contracts.agency_client import AgencyKeys
 from contracts.envelope import CaseEvent, source_urn
 from contracts.registry import AgencyRegistry
 from services.runtime.clock import Clock
@@ -30,8 +32,15 @@ E = TypeVar("E", bound=CaseEvent[Any])
 class Outboxes:
     """Events from simulated agencies and teams, onto their agency's outbox."""
 
-    def __init__(self, registry: AgencyRegistry, producer: AIOKafkaProducer, clock: Clock) -> None:
+    def __init__(
+        self,
+        registry: AgencyRegistry,
+        producer: AIOKafkaProducer,
+        clock: Clock,
+        keys: Mapping[str, AgencyKeys],
+    ) -> None:
         self.registry = registry
+        self.keys = keys
         self.producer = producer
         self.clock = clock
         self.sent = 0
@@ -66,7 +75,7 @@ class Outboxes:
             data=data,
         )
         sent = await self.producer.send(
-            topics.outbox(agency), event.to_json(), key=str(case_id).encode()
+            topics.outbox(agency), self.keys[agency].sign(event), key=str(case_id).encode()
         )
         self.sent += 1
         self._unacked.add(sent)

@@ -71,7 +71,9 @@ async def verdict_of(
     speed: float,
 ) -> Verdict:
     """Read the run's case log and alerts, wait for the tracker to hold them all, judge."""
-    found = await read_topics(bus.bootstrap, [topics.CASES, topics.ESCALATIONS], bus.start)
+    found = await read_topics(
+        bus.bootstrap, [topics.CASES, topics.ESCALATIONS], bus.start, settings=bus.settings
+    )
     case_log = found[topics.CASES]
     distinct = len({event.id for event in case_log})
     deadline = time.monotonic() + SETTLE_TIMEOUT

@@ -26,6 +26,8 @@ from services.simulation.evidence import TOLERANCE, CaseHistory, Stall, historie
 from services.simulation.triggers import delays as delays_of
 from services.simulation.triggers import unescalated_triggers
 
+FAILED_CASES_SHOWN = 5
+
 
 class Cause(BaseModel):
     cause: str
@@ -55,6 +57,9 @@ class Verdict(BaseModel):
     speed: float = 0.0
     finished: bool = True
     """False when the real-time limit ended the run before every story was told."""
+    failed_cases: dict[str, list[UUID]] = {}
+    """Per failure figure that is not zero, the first few cases it counts (to look up
+    with `ketenbus case`)."""
     stories_given_up: int = 0
     """Cases whose holder closed them after waiting past the story's patience: the bus
     derailed them (the simulators' own count, so it is not a failure figure)."""
@@ -90,17 +95,28 @@ def judge(
         for stall in case.stalls
         if stall.deadline + TOLERANCE <= now
     ]
-    unacked, not_climbed, raised_again = _climbing(cases.values(), now)
+    unacked, not_climbed, raised_again, not_climbed_cases = _climbing(cases.values(), now)
+    wrong_holder = [
+        case_id
+        for case_id, case in cases.items()
+        if _holder_wrong(case, store_holders.get(case_id))
+    ]
+    late = [case.case_id for case, stall in stalls if not _escalated_in_time(case, stall)]
+    unescalated = [case.case_id for case in cases.values() if unescalated_triggers(case, now)]
+    failed = {
+        "cases_without_one_holder": wrong_holder,
+        "stalled_not_escalated_in_time": late,
+        "unacknowledged_not_climbed_in_time": not_climbed_cases,
+        "triggers_not_escalated": unescalated,
+    }
     delays = [d for case in cases.values() for d in delays_of(case)]
     return Verdict(
         cases=sum(case.opened for case in cases.values()),
         events=len(case_log),
         escalations_raised=len(raises),
-        cases_without_one_holder=sum(
-            _holder_wrong(case, store_holders.get(case_id)) for case_id, case in cases.items()
-        ),
+        cases_without_one_holder=len(wrong_holder),
         stalled_handoffs=len(stalls),
-        stalled_not_escalated_in_time=sum(not _escalated_in_time(*pair) for pair in stalls),
+        stalled_not_escalated_in_time=len(late),
         unacknowledged_raises=unacked,
         unacknowledged_not_climbed_in_time=not_climbed,
         acknowledged_raised_again=raised_again,
@@ -108,6 +124,7 @@ def judge(
         escalation_delay_p50_s=percentile(delays, 50),
         escalation_delay_p99_s=percentile(delays, 99),
         top_causes=top_causes if top_causes is not None else _count_causes(raises),
+        failed_cases={name: ids[:FAILED_CASES_SHOWN] for name, ids in failed.items() if ids},
     )
 
 
@@ -123,10 +140,11 @@ def _escalated_in_time(case: CaseHistory, stall: Stall) -> bool:
     return first is not None and first.time <= stall.deadline + TOLERANCE
 
 
-def _climbing(cases: Any, now: datetime) -> tuple[int, int, int]:
+def _climbing(cases: Any, now: datetime) -> tuple[int, int, int, list[UUID]]:
     """Raises left unacknowledged past their window, those not followed in time, and
-    those followed although acknowledged in time."""
+    those followed although acknowledged in time; the cases of those not followed."""
     unacked = not_climbed = raised_again = 0
+    not_climbed_cases: list[UUID] = []
     for case in cases:
         for raises in case.by_escalation().values():
             for index, raised in enumerate(raises):
@@ -140,7 +158,8 @@ def _climbing(cases: Any, now: datetime) -> tuple[int, int, int]:
                 following = raises[index + 1] if index + 1 < len(raises) else None
                 if following is None or following.time > deadline + TOLERANCE:
                     not_climbed += 1
-    return unacked, not_climbed, raised_again
+                    not_climbed_cases.append(case.case_id)
+    return unacked, not_climbed, raised_again, not_climbed_cases
 
 
 def _count_causes(raises: list[EscalationRaised]) -> list[Cause]:
@@ -187,6 +206,10 @@ def render(verdict: Verdict) -> str:
         ("stories given up (derailed, closed by their holder)", str(verdict.stories_given_up)),
         ("simulated time", f"{verdict.simulated_s:.0f} s at speed {verdict.speed:g}"),
         ("real time", f"{verdict.real_s:.1f} s" + ("" if verdict.finished else " (time limit)")),
+    ]
+    lines += [
+        (f"cases to look at ({name.replace('_', ' ')})", " ".join(str(i) for i in ids))
+        for name, ids in verdict.failed_cases.items()
     ]
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)

@@ -199,3 +199,13 @@ def test_a_raise_after_an_acknowledgement_in_time_is_shown_but_is_no_failure(
     events.append(case.raised(400.3, acknowledge_by=700, level=2, skipped=1))
     verdict = _judge(registry, events, {case.id: "uwv"}, now=1000)
     assert (verdict.acknowledged_raised_again, verdict.failures) == (1, 0)
+
+
+def test_a_failure_names_the_cases_it_counts(registry: AgencyRegistry) -> None:
+    case = Case(registry)
+    events = [case.opened(0), case.requested(10, deadline=100)]
+
+    verdict = _judge(registry, events, {case.id: "uwv"}, now=200)
+
+    assert {"stalled_not_escalated_in_time": [case.id]} == verdict.failed_cases
+    assert str(case.id) in render(verdict)

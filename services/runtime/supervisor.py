@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from services.console.app import create_console
@@ -121,7 +123,18 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
         )
         serving = asyncio.create_task(console.serve())
         _print_banner(settings, bootstrap, embedded is not None, demo)
-        await _watch(children, stop)
+        restart: Callable[[], Awaitable[None]] | None = None
+        if embedded is not None:
+            restart = functools.partial(
+                _restart_broker,
+                embedded,
+                children,
+                topic_names=bus_topics(registry),
+                settings=settings,
+                kafka=kafka,
+                stop=stop,
+            )
+        await _watch(children, stop, restart)
         console.should_exit = True
         await serving
     finally:
@@ -131,11 +144,18 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
         log.info("bus stopped")
 
 
-async def _watch(children: list[Child], stop: asyncio.Event) -> None:
-    """Restart a child that exits on its own, with a growing pause; return on stop."""
+async def _watch(
+    children: list[Child],
+    stop: asyncio.Event,
+    restart_broker: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Restart a child that exits on its own, with a growing pause, and the embedded
+    broker if it dies; return on stop."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
+        if restart_broker is not None and not stop.is_set():
+            await restart_broker()
         for child in children:
             process = child.process
             if stop.is_set() or process is None or process.returncode is None:
@@ -153,6 +173,51 @@ async def _watch(children: list[Child], stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), pause)
             if not stop.is_set():
                 await child.start()
+
+
+async def _restart_broker(
+    embedded: EmbeddedBroker,
+    children: list[Child],
+    *,
+    topic_names: list[str],
+    settings: Settings,
+    kafka: Settings,
+    stop: asyncio.Event,
+) -> None:
+    """If the embedded broker died, start it again, create the topics, restart the services.
+
+    It keeps everything in memory: the topics, their messages and the groups' offsets
+    are gone with it (what was applied is in the store). The services are restarted so
+    that they join the new broker's groups at once rather than retry the old one's.
+    """
+    if embedded.running:
+        return
+    log.error(
+        "embedded broker exited; restarting it (memory-only: its topics and messages are gone)",
+        bootstrap=embedded.bootstrap,
+    )
+    embedded.stop()
+    while not stop.is_set():
+        try:
+            embedded.start()
+            await ensure_topics(
+                embedded.bootstrap,
+                topic_names,
+                partitions=settings.topic_partitions,
+                settings=kafka,
+            )
+            break
+        except Exception as exc:
+            log.exception("embedded broker did not come back; trying again", error=str(exc))
+            embedded.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+    if stop.is_set():
+        return
+    await asyncio.gather(*(child.stop() for child in children))
+    for child in children:
+        await child.start()
+    log.info("embedded broker restarted; topics created; services restarted")
 
 
 def _print_banner(settings: Settings, bootstrap: str, embedded: bool, demo: bool) -> None:

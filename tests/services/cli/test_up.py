@@ -91,3 +91,100 @@ def test_up_with_demo_is_healthy_moves_cases_and_stops_everything(tmp_path: Path
     assert 0 == code
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{env['KETENBUS_CONSOLE_PORT']}/healthz", timeout=1)
+
+
+def _broker_pid(port: str) -> int:
+    """The embedded broker's process: the one listening on `port`."""
+    found = subprocess.run(
+        ["pgrep", "-f", f"listener-url tcp://127.0.0.1:{port} "],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    pids = [int(pid) for pid in found.stdout.split()]
+    assert 1 == len(pids), f"expected one broker on port {port}, found {pids}"
+    return pids[0]
+
+
+def _unhealthy(url: str, timeout: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code != 200:
+                return dict(response.json())
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"/healthz never reported the broker down in {timeout} s")
+
+
+def test_a_killed_embedded_broker_is_reported_and_the_bus_recovers_on_its_own(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "KETENBUS_BROKER_PORT": str(free_port()),
+        "KETENBUS_CONSOLE_PORT": str(free_port()),
+        "KETENBUS_DATA_DIR": str(tmp_path / "state"),
+        "KETENBUS_LOG_FORMAT": "json",
+    }
+    env.pop("KETENBUS_KAFKA_BOOTSTRAP", None)
+    env.pop("KETENBUS_DATABASE_URL", None)
+    health_url = f"http://127.0.0.1:{env['KETENBUS_CONSOLE_PORT']}/healthz"
+    log = (tmp_path / "up.log").open("wb")
+    process = subprocess.Popen(
+        [*KETENBUS, "up", "--demo"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+    try:
+        _wait_healthy(health_url, process, timeout=60)
+        first = _broker_pid(env["KETENBUS_BROKER_PORT"])
+        os.kill(first, signal.SIGKILL)
+        down = _unhealthy(health_url, timeout=20)
+        _wait_healthy(health_url, process, timeout=60)
+        second = _broker_pid(env["KETENBUS_BROKER_PORT"])
+        before = {c["case_id"] for c in _cases(env)}
+        moved = _new_case_with_accepted_handoff(env, before, timeout=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        log.close()
+
+    assert "down" == down["status"]
+    assert first != second
+    assert moved["case_id"] not in before
+    assert 0 == code
+
+
+def _cases(env: dict[str, str]) -> list[dict[str, object]]:
+    listed = subprocess.run(
+        [*KETENBUS, "cases", "--json", "--limit", "1000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return list(json.loads(listed.stdout))
+
+
+def _new_case_with_accepted_handoff(
+    env: dict[str, str], before: set[object], timeout: float
+) -> dict[str, object]:
+    """A case opened after `before` was taken whose handoff was accepted: the bus moves again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for summary in _cases(env):
+            if summary["case_id"] in before:
+                continue
+            shown = subprocess.run(
+                [*KETENBUS, "case", str(summary["case_id"]), "--json"],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            case = json.loads(shown.stdout)
+            if any(e["type"] == "handoff-accepted" and e["applied"] for e in case["timeline"]):
+                return dict(case)
+        time.sleep(2)
+    raise AssertionError(f"no new case moved in {timeout} s after the broker came back")

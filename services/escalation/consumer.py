@@ -27,7 +27,6 @@ from services.escalation.levels import Context
 from services.escalation.messages import Origin, Outgoing
 from services.escalation.react import react
 from services.escalation.workspace import Workspace, log, log_notes
-from services.runtime.backoff import Backoff
 from services.runtime.store import write_transaction
 from services.tracker.state import emitter_of
 
@@ -46,24 +45,11 @@ class CaseLogConsumer:
         self.context = context
         self.publish = publish
         self.on_timers_set = on_timers_set
-        self._backoff = Backoff()
 
     async def handle(self, records: Sequence[Any]) -> None:
         """Apply a batch of aiokafka ConsumerRecords; raise to have it redelivered."""
         parsed = [(record, event) for record in records if (event := _parse(record)) is not None]
-        try:
-            ws = await self._apply(parsed)
-        except Exception as exc:
-            pause = self._backoff.next_pause()  # raising makes FastStream seek back
-            log.exception(
-                "batch not applied, it will be redelivered",
-                records=len(records),
-                error=type(exc).__name__,
-                retry_in=pause,
-            )
-            await self._backoff.wait(pause)
-            raise
-        self._backoff.succeeded()
+        ws = await self._apply(parsed)
         if ws is not None:
             log_notes(ws)
             if ws.timers:

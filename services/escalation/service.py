@@ -26,8 +26,10 @@ from services.escalation.levels import Context
 from services.escalation.loop import TimerLoop
 from services.escalation.messages import Outgoing
 from services.escalation.model import SYSTEM
+from services.runtime.backoff import Backoff
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.kafka import consumer_options, make_broker, publish_all
+from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
 
 MAX_RECORDS = 500
@@ -77,6 +79,9 @@ class EscalationService:
             ready=lambda: self.broker.running,
         )
         self.consumer = CaseLogConsumer(engine, self.context, self._publish, self.timers.wake)
+        guard = PoisonGuard(
+            "escalation", settings.max_attempts, dead_letter_with(self.broker), Backoff()
+        )
 
         @self.broker.subscriber(
             CASES,
@@ -90,7 +95,7 @@ class EscalationService:
         )
         async def on_cases(msg: KafkaMessage) -> None:
             raw: Any = msg.raw_message  # a tuple of ConsumerRecords
-            await self.consumer.handle(raw if isinstance(raw, tuple | list) else (raw,))
+            await guard.run(raw if isinstance(raw, tuple | list) else (raw,), self.consumer.handle)
 
     def context(self) -> Context:
         """The rules' view of the world at this moment of clock time."""

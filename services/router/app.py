@@ -14,7 +14,9 @@ from contracts import topics
 from contracts.registry import AgencyRegistry
 from services.router.deliver import Delivery
 from services.router.routing import CaseRouting, OutboxMessage, Outgoing
+from services.runtime.backoff import Backoff
 from services.runtime.kafka import consumer_options, make_broker, publish_all
+from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
 
 GROUP = "ketenbus-router"
@@ -43,6 +45,14 @@ def create_router(
         await publish_all(broker, messages)
 
     delivery = Delivery(engine, routing, publish)
+    guard = PoisonGuard("router", settings.max_attempts, dead_letter_with(broker), Backoff())
+
+    async def deliver(records: Sequence[Any]) -> None:
+        done = await delivery.handle(
+            [OutboxMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+        )
+        routing.stats.routed += done.routed
+        routing.stats.completed += len(records)
 
     @broker.subscriber(
         *outboxes,
@@ -59,10 +69,6 @@ def create_router(
     async def route_outboxes(message: KafkaMessage) -> None:
         records = message.raw_message
         assert isinstance(records, tuple)
-        done = await delivery.handle(
-            [OutboxMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
-        )
-        routing.stats.routed += done.routed
-        routing.stats.completed += len(records)
+        await guard.run(records, deliver)
 
     return broker

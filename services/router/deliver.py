@@ -36,7 +36,6 @@ from services.router import minimise
 from services.router.rights import admit
 from services.router.routing import Admitted, CaseRouting, OutboxMessage, Outgoing
 from services.runtime import custody
-from services.runtime.backoff import Backoff
 from services.runtime.logging import get_logger
 from services.runtime.store import write_transaction
 from services.runtime.tables import router_seen_events
@@ -67,24 +66,10 @@ class Delivery:
         self.engine = engine
         self.routing = routing
         self.publish = publish
-        self._backoff = Backoff()
 
     async def handle(self, messages: Sequence[OutboxMessage]) -> Delivered:
-        """Deliver a batch; raise (after a pause) to have it come again."""
-        try:
-            done = await self._deliver(messages)
-        except Exception as exc:
-            pause = self._backoff.next_pause()  # raising makes FastStream seek back
-            log.exception(
-                "batch not delivered, it will come again",
-                records=len(messages),
-                error=type(exc).__name__,
-                retry_in=pause,
-            )
-            await self._backoff.wait(pause)
-            raise
-        self._backoff.succeeded()
-        return done
+        """Deliver a batch; raise to have it come again (nothing of it is committed then)."""
+        return await self._deliver(messages)
 
     async def _deliver(self, messages: Sequence[OutboxMessage]) -> Delivered:
         out: list[Outgoing] = []

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         default="auto", description="auto: readable on a terminal, JSON otherwise."
     )
     log_level: str = Field(default="INFO", description="Minimum log level.")
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failures of one batch (other than an outage) before its records are "
+        "processed one by one and one that still fails is dead-lettered.",
+    )
     ping_pong_limit: int = Field(
         default=3, ge=1, description="Rejections of one case before it is escalated (ping-pong)."
     )

@@ -4,7 +4,9 @@ A batch subscriber with manual commits (`AckPolicy.NACK_ON_ERROR`): FastStream
 commits the group's offsets after the handler returns, that is after the
 batch's transaction is committed; if the handler raises, the consumer seeks
 back to the batch's first records and the batch comes again. The ledger skips
-the event ids it already recorded, so a replay changes nothing twice.
+the event ids it already recorded, so a replay changes nothing twice. A batch
+that keeps failing for a reason other than an outage has its poison message
+set aside to the dead-letter topic (`services.runtime.poison`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from contracts.topics import CASES
 from services.runtime.backoff import Backoff
 from services.runtime.kafka import consumer_options, make_broker
 from services.runtime.logging import get_logger
+from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
 from services.tracker.ledger import BatchResult, apply_batch
 from services.tracker.state import Refused
@@ -39,31 +42,16 @@ async def _records_only(_: Any) -> None:
 
 
 class CaseRecorder:
-    """Parses a batch of records, applies it, and backs off while the store is down."""
+    """Parses a batch of records and applies it to the store in one transaction."""
 
     def __init__(self, engine: AsyncEngine, registry: AgencyRegistry) -> None:
         self.engine = engine
         self.registry = registry
-        self._backoff = Backoff()
 
     async def record(self, records: Sequence[Any]) -> BatchResult:
-        """Apply the events in `records` (aiokafka ConsumerRecords) in one transaction."""
+        """Apply the events in `records` (aiokafka ConsumerRecords); raise if the store fails."""
         events = [event for record in records if (event := _parse(record)) is not None]
-        try:
-            result = await apply_batch(self.engine, self.registry, events)
-        except Exception as exc:
-            # Raising makes FastStream seek back, so the batch is replayed.
-            pause = self._backoff.next_pause()
-            log.exception(
-                "batch not recorded, it will be replayed",
-                records=len(records),
-                first=_position(records[0]) if records else None,
-                error=type(exc).__name__,
-                retry_in=pause,
-            )
-            await self._backoff.wait(pause)
-            raise
-        self._backoff.succeeded()
+        result = await apply_batch(self.engine, self.registry, events)
         _log_result(result)
         return result
 
@@ -129,6 +117,7 @@ def create_tracker(
     """The tracker's broker: one batch subscriber on `ketenbus.cases` in `group_id`."""
     broker = make_broker(settings, bootstrap, client_id="ketenbus-tracker")
     recorder = CaseRecorder(engine, registry)
+    guard = PoisonGuard("tracker", settings.max_attempts, dead_letter_with(broker), Backoff())
 
     @broker.subscriber(
         CASES,
@@ -141,6 +130,6 @@ def create_tracker(
     )
     async def on_cases(msg: KafkaMessage) -> None:
         raw: Any = msg.raw_message  # a tuple of ConsumerRecords (a list under TestKafkaBroker)
-        await recorder.record(raw if isinstance(raw, tuple | list) else (raw,))
+        await guard.run(raw if isinstance(raw, tuple | list) else (raw,), recorder.record)
 
     return broker

@@ -1,0 +1,124 @@
+"""A batch that keeps failing: outages are waited out, a poison message is set aside."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from contracts import topics
+from services.runtime import backoff
+from services.runtime.poison import ATTEMPTS_HEADER, PoisonGuard, Record
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = b"case"
+    value: bytes | None = b"{}"
+
+
+def _batch(n: int) -> list[FakeRecord]:
+    return [FakeRecord("ketenbus.cases", 0, offset) for offset in range(n)]
+
+
+class Consumer:
+    """Processes records, failing on the offsets in `poison` and while `outage` is set."""
+
+    def __init__(self, poison: set[int] | None = None, outage: bool = False) -> None:
+        self.poison = poison or set()
+        self.outage = outage
+        self.done: list[int] = []
+
+    async def process(self, records: Sequence[FakeRecord]) -> None:
+        if self.outage:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("store down"))
+        if any(r.offset in self.poison for r in records):
+            raise ValueError("cannot process")
+        self.done += [r.offset for r in records]
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[tuple[int, dict[str, str]]] = []
+
+    async def __call__(self, record: Record, headers: dict[str, str]) -> None:
+        self.letters.append((record.offset, headers))
+
+
+@pytest.fixture(autouse=True)
+def no_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backoff, "FIRST_S", 0.0)
+
+
+def _guard(letters: DeadLetters, attempts: int = 3) -> PoisonGuard:
+    return PoisonGuard("tracker", attempts, letters, backoff.Backoff())
+
+
+async def test_a_poison_message_is_dead_lettered_after_the_attempts_and_the_rest_goes_on() -> None:
+    consumer, letters = Consumer(poison={2}), DeadLetters()
+    guard = _guard(letters, attempts=3)
+    batch = _batch(5)
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match="cannot process"):
+            await guard.run(batch, consumer.process)
+    await guard.run(batch, consumer.process)
+
+    assert [0, 1, 3, 4] == consumer.done
+    [(offset, headers)] = letters.letters
+    assert 2 == offset
+    assert ("processing-failed", "3", "ketenbus.cases", "2") == (
+        headers[topics.DLQ_REASON_CODE],
+        headers[ATTEMPTS_HEADER],
+        headers[topics.DLQ_ORIGIN_TOPIC],
+        headers[topics.DLQ_ORIGIN_OFFSET],
+    )
+
+
+async def test_an_outage_is_retried_however_often_and_sets_nothing_aside() -> None:
+    consumer, letters = Consumer(outage=True), DeadLetters()
+    guard = _guard(letters, attempts=2)
+    batch = _batch(3)
+
+    for _ in range(5):
+        with pytest.raises(OperationalError):
+            await guard.run(batch, consumer.process)
+    consumer.outage = False
+    await guard.run(batch, consumer.process)
+
+    assert [] == letters.letters
+    assert [0, 1, 2] == consumer.done
+
+
+async def test_a_batch_that_succeeds_on_a_retry_sets_nothing_aside() -> None:
+    consumer, letters = Consumer(poison={1}), DeadLetters()
+    guard = _guard(letters, attempts=3)
+    batch = _batch(2)
+
+    with pytest.raises(ValueError, match="cannot process"):
+        await guard.run(batch, consumer.process)
+    consumer.poison = set()
+    await guard.run(batch, consumer.process)
+
+    assert ([], [0, 1]) == (letters.letters, consumer.done)
+
+
+async def test_an_outage_while_isolating_stops_and_the_batch_comes_again() -> None:
+    consumer, letters = Consumer(poison={0}), DeadLetters()
+    guard = _guard(letters, attempts=1)
+
+    async def outage_after_first(records: Sequence[FakeRecord]) -> None:
+        if records[0].offset == 1:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("store down"))
+        await consumer.process(records)
+
+    with pytest.raises(OperationalError):
+        await guard.run(_batch(3), outage_after_first)
+
+    assert [0] == [offset for offset, _ in letters.letters]
+    assert [] == consumer.done

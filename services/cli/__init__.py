@@ -19,6 +19,7 @@ from services.cli import (
     broker_cmd,
     cases_cmd,
     contracts_cmd,
+    dlq_cmd,
     emit_cmd,
     keys_cmd,
     signals_cmd,
@@ -61,6 +62,7 @@ for module in (
 app.add_typer(contracts_cmd.app, name="contracts")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(dlq_cmd.app, name="dlq")
 
 
 def main() -> None:

@@ -1,0 +1,182 @@
+"""`ketenbus dlq`: list, show, count and replay the dead letters on `ketenbus.dlq`.
+
+Every verb reads the topic from the beginning to its end as of now, without a
+consumer group, so looking changes nothing. A dead letter is named by its
+position on the topic, `PARTITION:OFFSET`. The reading, formatting and replay
+rules live in `services.runtime.dead_letters`; this module is the Typer surface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+from services.runtime.errors import UserError
+
+app = typer.Typer(
+    help="Dead letters: what the bus refused to `ketenbus.dlq`, why, and replaying it.",
+    no_args_is_help=True,
+)
+
+
+@app.command("list")
+def list_dead_letters(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the dead letters as a JSON list.")
+    ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", metavar="CODE", help="Only dead letters with this reason code."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, metavar="N", help="Show the N most recent.")
+    ] = 50,
+) -> None:
+    """List dead letters, oldest first: one line each, never the event's data.
+
+    Each line: ID, time written (UTC), reason code, the service that refused it,
+    origin (topic@partition:offset), case id, and the event's id and type.
+    """
+    from services.runtime import dead_letters as dl
+    from services.runtime.settings import Settings
+
+    letters = dl.with_reason(asyncio.run(dl.read_dead_letters(Settings())), reason)
+    shown = letters[-limit:]
+    if as_json:
+        typer.echo(json.dumps([dl.summary(letter) for letter in shown], indent=2))
+    elif not letters and reason is not None:
+        typer.echo(f"no dead letters with reason {dl.clean(reason)}")
+    else:
+        typer.echo(dl.render_list(shown))
+    if len(shown) < len(letters):
+        typer.echo(
+            f"(the {len(shown)} most recent of {len(letters)} dead letters; --limit shows more)",
+            err=True,
+        )
+
+
+@app.command()
+def show(
+    dlq_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The dead letter's PARTITION:OFFSET.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the dead letter as one JSON object.")
+    ] = False,
+) -> None:
+    """Show one dead letter: headers, key, value, and its replays.
+
+    The value is pretty-printed JSON, or else its length and its first 64 bytes
+    in hex. Each replay says where it went and whether the router refused it again.
+    """
+    from contracts import topics
+    from services.runtime import dead_letters as dl
+    from services.runtime.settings import Settings
+
+    settings = Settings()
+
+    async def read() -> tuple[dl.DeadLetter, list[dl.ReplayEntry] | None, str | None]:
+        letters = await dl.read_dead_letters(settings)
+        letter = dl.find(letters, dlq_id)
+        origin = letter.origin_topic
+        if origin is None or topics.agency_of_outbox(origin) is None:
+            return letter, None, None
+        try:
+            origin_records = await dl.read_topic(settings, origin)
+        except UserError:
+            # The dead letter itself is read; its history is extra and may be unreachable.
+            return letter, None, None
+        return (
+            letter,
+            dl.replay_history(letter, origin_records, letters),
+            dl.replayed_from(letter, origin_records),
+        )
+
+    letter, history, replay_of = asyncio.run(read())
+    if as_json:
+        typer.echo(json.dumps(dl.show_json(letter, history, replay_of), indent=2))
+    else:
+        typer.echo(dl.render_show(letter, history, replay_of))
+
+
+@app.command()
+def replay(
+    dlq_id: Annotated[
+        str | None,
+        typer.Argument(metavar="ID", help="The dead letter's PARTITION:OFFSET."),
+    ] = None,
+    all_of: Annotated[
+        str | None,
+        typer.Option(
+            "--all-of", metavar="REASON", help="Replay every dead letter with this reason code."
+        ),
+    ] = None,
+) -> None:
+    """Replay dead letters: their original events back on their agencies' outboxes.
+
+    Name one dead letter ID, or --all-of REASON. The router checks a replay like
+    any other message; it carries the header `ketenbus-replay-of: ID`. Safe to
+    repeat: an event the router already delivered is refused again as
+    `duplicate-event-id`, a new dead letter. A dead letter from anything but an
+    agency outbox, or with personal data removed (`ketenbus-redacted`), is not
+    replayed: its sender must send it again.
+    """
+    from services.runtime import dead_letters as dl
+    from services.runtime.settings import Settings
+
+    if (dlq_id is None) == (all_of is None):
+        raise UserError("name one dead letter ID, or --all-of REASON (not both)")
+    if dlq_id is not None:
+        dl.parse_id(dlq_id)  # a malformed ID fails before the topic is read
+    settings = Settings()
+    letters = asyncio.run(dl.read_dead_letters(settings))
+    if dlq_id is not None:
+        try:
+            plans = [dl.plan_replay(dl.find(letters, dlq_id))]
+        except dl.NotReplayable as exc:
+            dl.log_refused(exc)
+            raise
+        refused: list[dl.NotReplayable] = []
+    else:
+        assert all_of is not None
+        matching = dl.with_reason(letters, all_of)
+        if not matching:
+            raise UserError(f"no dead letters with reason {dl.clean(all_of)}")
+        plans, refused = dl.plan_replays(matching)
+        for refusal in refused:
+            dl.log_refused(refusal)
+        if not plans:
+            raise UserError(
+                f"none of the {len(matching)} dead letter(s) with reason {dl.clean(all_of)} "
+                f"can be replayed: {dl.why_not(refused)}"
+            )
+
+    asyncio.run(
+        dl.publish_replays(settings, plans, lambda done: typer.echo(dl.render_replayed(done)))
+    )
+    if all_of is not None:
+        typer.echo(f"replayed {len(plans)} dead letter(s) with reason {dl.clean(all_of)}")
+        if refused:
+            typer.echo(dl.render_refused(refused))
+
+
+@app.command()
+def counts(
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print a JSON list of {reason_code, count}."),
+    ] = False,
+) -> None:
+    """Dead letters by reason code, most first."""
+    from services.runtime import dead_letters as dl
+    from services.runtime.settings import Settings
+
+    tally = dl.counts(asyncio.run(dl.read_dead_letters(Settings())))
+    if as_json:
+        rows = [{"reason_code": code, "count": count} for code, count in tally]
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(dl.render_counts(tally))

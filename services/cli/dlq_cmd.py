@@ -3,7 +3,7 @@
 Every verb reads the topic from the beginning to its end as of now, without a
 consumer group, so looking changes nothing. A dead letter is named by its
 position on the topic, `PARTITION:OFFSET`. The reading, formatting and replay
-rules live in `services.runtime.dead_letters`; this module is the Typer surface.
+rules live in `services.dead_letters`; this module is the Typer surface.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def list_dead_letters(
     Each line: ID, time written (UTC), reason code, the service that refused it,
     origin (topic@partition:offset), case id, and the event's id and type.
     """
-    from services.runtime import dead_letters as dl
+    from services import dead_letters as dl
     from services.runtime.settings import Settings
 
     letters = dl.with_reason(asyncio.run(dl.read_dead_letters(Settings())), reason)
@@ -73,7 +73,7 @@ def show(
     in hex. Each replay says where it went and whether the router refused it again.
     """
     from contracts import topics
-    from services.runtime import dead_letters as dl
+    from services import dead_letters as dl
     from services.runtime.settings import Settings
 
     settings = Settings()
@@ -124,7 +124,7 @@ def replay(
     agency outbox, or with personal data removed (`ketenbus-redacted`), is not
     replayed: its sender must send it again.
     """
-    from services.runtime import dead_letters as dl
+    from services import dead_letters as dl
     from services.runtime.settings import Settings
 
     if (dlq_id is None) == (all_of is None):
@@ -171,7 +171,7 @@ def counts(
     ] = False,
 ) -> None:
     """Dead letters by reason code, most first."""
-    from services.runtime import dead_letters as dl
+    from services import dead_letters as dl
     from services.runtime.settings import Settings
 
     tally = dl.counts(asyncio.run(dl.read_dead_letters(Settings())))

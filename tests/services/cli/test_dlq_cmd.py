@@ -26,9 +26,9 @@ from contracts.agency_client import AgencyKeys
 from contracts.case import PersonalSection
 from contracts.registry import AgencyRegistry
 from services.cli import dlq_cmd
+from services.dead_letters import REPLAY_OF, NotReplayable
 from services.escalation.messages import Origin, refusal_messages
 from services.router.routing import CaseRouting, Outgoing
-from services.runtime.dead_letters import REPLAY_OF, NotReplayable
 from services.runtime.embedded import free_port
 from services.runtime.errors import UserError
 from tests.kafka_helpers import headers_of, read_until

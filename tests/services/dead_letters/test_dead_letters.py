@@ -12,8 +12,7 @@ from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.case import PersonalSection
 from contracts.registry import AgencyRegistry
-from services.router.routing import CaseRouting, Outgoing
-from services.runtime.dead_letters import (
+from services.dead_letters import (
     NO_REASON,
     REPLAY_OF,
     NotReplayable,
@@ -31,6 +30,7 @@ from services.runtime.dead_letters import (
     summary,
     with_reason,
 )
+from services.router.routing import CaseRouting, Outgoing
 from services.runtime.errors import UserError
 from tests.services.router.events import BSN, CITIZEN, full_context, outbox_message, with_context
 from tests.services.tracker.factory import EventFactory

@@ -1,0 +1,162 @@
+"""The only part of `services.dead_letters` that talks to Kafka: reading topics, publishing replays.
+
+Reading uses no consumer group and commits nothing, so looking changes nothing
+on the bus. Each replay is logged for the audit (without its value) once Kafka
+has acknowledged it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from contracts import topics
+from services.dead_letters._audit import audit_fields
+from services.dead_letters._text import clean
+from services.dead_letters.letters import DeadLetter, Record, oldest_first, parse_dead_letter
+from services.dead_letters.replay import Replay, Replayed
+from services.runtime.errors import UserError
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+
+READ_TIMEOUT = 10.0
+"""Seconds to read a topic to its end before giving up."""
+
+
+def bootstrap_of(settings: Settings) -> str:
+    return settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
+
+
+def _unreachable(bootstrap: str) -> UserError:
+    return UserError(f"no Kafka broker answers on {bootstrap}; is `ketenbus up` running?")
+
+
+async def read_topic(
+    settings: Settings, topic: str, *, timeout: float = READ_TIMEOUT
+) -> list[Record]:
+    """Every record of `topic`, from the beginning of each partition to its end as of now.
+
+    No consumer group, nothing committed: reading changes nothing on the bus.
+    The end is the high-watermark the first fetch of each partition reports
+    (the embedded broker's end offsets can lag behind it). Connecting and
+    reading are each bounded by `timeout`.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaError
+
+    from services.runtime.kafka import client_security
+
+    bootstrap = bootstrap_of(settings)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **client_security(settings),
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), timeout)
+    except Exception:  # noqa: BLE001 - any failure to connect is reported in one line
+        await consumer.stop()
+        raise _unreachable(bootstrap) from None
+    found: list[Record] = []
+    try:
+        await asyncio.wait_for(_read_to_end(consumer, topic, bootstrap, found), timeout)
+    except TimeoutError:
+        raise UserError(
+            f"{topic} not read to its end in {timeout:g} s ({len(found)} records read)"
+        ) from None
+    except KafkaError as exc:
+        raise UserError(f"cannot read {topic} from {bootstrap}: {exc}") from None
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _read_to_end(consumer: Any, topic: str, bootstrap: str, found: list[Record]) -> None:
+    """Append every record of `topic` to `found`, up to the first high-watermark of each
+    partition (`found` is filled as it goes, so a caller that times out knows how far)."""
+    from aiokafka import TopicPartition
+
+    if topic not in await consumer.topics():
+        raise UserError(f"topic {topic} does not exist on {bootstrap}")
+    numbers = sorted(consumer.partitions_for_topic(topic) or ())
+    partitions = [TopicPartition(topic, number) for number in numbers]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    ends: dict[Any, int] = {}
+    while True:
+        batches = await consumer.getmany(timeout_ms=100)
+        found += [Record.of(r) for records in batches.values() for r in records]
+        for partition in partitions:
+            mark = consumer.highwater(partition)
+            if partition not in ends and mark is not None:
+                ends[partition] = mark
+        if len(ends) == len(partitions) and all(
+            [await consumer.position(p) >= ends[p] for p in partitions]
+        ):
+            return
+
+
+async def read_dead_letters(settings: Settings) -> list[DeadLetter]:
+    """Every dead letter on `ketenbus.dlq` now, oldest first."""
+    return oldest_first(parse_dead_letter(r) for r in await read_topic(settings, topics.DLQ))
+
+
+async def publish_replays(
+    settings: Settings,
+    plans: Sequence[Replay],
+    on_replayed: Callable[[Replayed], None],
+    *,
+    timeout: float = 15.0,
+) -> list[Replayed]:
+    """Produce each replay in order, log it for the audit, and report it once Kafka has it.
+
+    Each is awaited before the next, so a failure leaves the ones before it
+    replayed and reported, and nothing after it sent.
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from services.runtime.kafka import client_security
+
+    log = get_logger("ketenbus.dlq")
+    bootstrap = bootstrap_of(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        request_timeout_ms=int(timeout * 1000),
+        **client_security(settings),
+    )
+    try:
+        await asyncio.wait_for(producer.start(), timeout)
+    except Exception:  # noqa: BLE001 - any failure to connect is reported in one line
+        await producer.stop()
+        raise _unreachable(bootstrap) from None
+    done: list[Replayed] = []
+    try:
+        for plan in plans:
+            try:
+                meta = await asyncio.wait_for(
+                    producer.send_and_wait(
+                        plan.topic, plan.value, key=plan.key, headers=list(plan.headers)
+                    ),
+                    timeout,
+                )
+            except (KafkaError, TimeoutError) as exc:
+                raise UserError(
+                    f"cannot replay dead letter {plan.letter.id} to {clean(plan.topic)}: "
+                    f"{str(exc) or type(exc).__name__} ({len(done)} replayed before it)"
+                ) from None
+            replayed = Replayed(plan, meta.partition, meta.offset)
+            log.info(
+                "dead letter replayed",
+                **audit_fields(plan.letter),
+                replayed_to_partition=meta.partition,
+                replayed_to_offset=meta.offset,
+            )
+            done.append(replayed)
+            on_replayed(replayed)
+    finally:
+        await producer.stop()
+    return done

@@ -48,6 +48,10 @@ class ServiceHealth:
         return JSONResponse(body, status_code=200 if healthy else 503)
 
 
+STOP_STEP_S = 5.0
+"""Seconds each shutdown step may take."""
+
+
 async def run_service(
     name: str,
     broker: KafkaBroker,
@@ -78,11 +82,19 @@ async def run_service(
         health.state = "stopping"
         log.info("service stopping", service=name)
     finally:
-        await broker.stop()
+        # Bounded: a process told to stop must stop. What is not committed comes again.
+        await _bounded(name, "broker stop", broker.stop())
         if after_stop is not None:
-            await after_stop()
+            await _bounded(name, "clean-up", after_stop())
         server.should_exit = True
         await serving
+
+
+async def _bounded(name: str, step: str, work: Awaitable[None]) -> None:
+    try:
+        await asyncio.wait_for(work, STOP_STEP_S)
+    except TimeoutError:
+        log.exception("shutdown step timed out", service=name, step=step, timeout_s=STOP_STEP_S)
 
 
 async def _start_with_retry(

@@ -187,8 +187,9 @@ async def _restart_broker(
     """If the embedded broker died, start it again, create the topics, restart the services.
 
     It keeps everything in memory: the topics, their messages and the groups' offsets
-    are gone with it (what was applied is in the store). The services are restarted so
-    that they join the new broker's groups at once rather than retry the old one's.
+    are gone with it (what was applied is in the store). The services are stopped
+    before it comes back and started after, so they join the new broker's groups
+    fresh, reading its topics from the start.
     """
     if embedded.running:
         return
@@ -197,6 +198,10 @@ async def _restart_broker(
         bootstrap=embedded.bootstrap,
     )
     embedded.stop()
+    # The services go first: left running, one that finishes a batch on the new broker
+    # commits its old positions into the new broker's empty groups, above the new logs'
+    # ends, and would then never read what lands below them.
+    await asyncio.gather(*(child.stop() for child in children))
     while not stop.is_set():
         try:
             embedded.start()
@@ -214,7 +219,6 @@ async def _restart_broker(
                 await asyncio.wait_for(stop.wait(), 2.0)
     if stop.is_set():
         return
-    await asyncio.gather(*(child.stop() for child in children))
     for child in children:
         await child.start()
     log.info("embedded broker restarted; topics created; services restarted")

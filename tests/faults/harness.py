@@ -1,0 +1,698 @@
+"""The fault suite's harness: a private broker, a fresh PostgreSQL database, the services as
+processes, a signed stream of cases, bad messages, and counts read back from the store.
+
+Everything runs on 127.0.0.1. Every process started here is stopped by `Bus.close`
+(SIGTERM, then SIGKILL), and the database is dropped by `fresh_database`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from contracts import topics
+from contracts.agency_client import AgencyKeys
+from contracts.envelope import source_urn
+from contracts.events import (
+    CaseClosed,
+    CaseClosure,
+    CaseOpened,
+    CaseOpening,
+    HandoffAcceptance,
+    HandoffAccepted,
+    HandoffRequest,
+    HandoffRequested,
+)
+from contracts.registry import AgencyRegistry
+from services.audit import ChainReport, verify
+from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.store import make_engine, migrate
+from services.runtime.tables import (
+    audit_records,
+    case_timeline,
+    cases,
+    escalation_seen_events,
+    router_seen_events,
+)
+from services.runtime.topics import bus_topics, ensure_topics
+
+REPO = Path(__file__).resolve().parents[2]
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "KETENBUS_TEST_POSTGRES_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+"""Where the suite creates (and drops) one database per test."""
+
+SERVICES = ("router", "tracker", "escalation")
+
+HOLDER, RECEIVER = "belastingdienst", "gm0363"
+"""Every case of the stream is opened by HOLDER and handed to RECEIVER, who closes it."""
+
+CI_EVENTS = 2_000
+
+
+def fault_events() -> int:
+    """Events per test: KETENBUS_FAULT_EVENTS (the full run: 10000), else the CI size."""
+    return int(os.environ.get("KETENBUS_FAULT_EVENTS", CI_EVENTS))
+
+
+def scaled(seconds: float) -> float:
+    """A timeout for the CI size, stretched in proportion for a larger run."""
+    return seconds * max(1.0, fault_events() / CI_EVENTS)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+
+async def postgres_problem() -> str | None:
+    """None when PostgreSQL answers at POSTGRES_ADMIN_URL, else why not."""
+    probe = create_async_engine(POSTGRES_ADMIN_URL, connect_args={"timeout": 5})
+    try:
+        async with probe.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no PostgreSQL"
+        return f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {type(exc).__name__}: {exc}"
+    finally:
+        await probe.dispose()
+    return None
+
+
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A new, migrated PostgreSQL database for one test (its URL); dropped afterwards."""
+    name = f"ketenbus_fault_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        await migrate(url)
+        yield url
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+# --- The stream of cases ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One case's four events, signed: opened and handed on by HOLDER, accepted and closed by
+    RECEIVER."""
+
+    case_id: UUID
+    first: tuple[tuple[UUID, bytes], ...]
+    """(event id, wire) for HOLDER's outbox: case-opened, handoff-requested."""
+    second: tuple[tuple[UUID, bytes], ...]
+    """(event id, wire) for RECEIVER's outbox: handoff-accepted, case-closed."""
+
+    @property
+    def request_id(self) -> UUID:
+        return self.first[1][0]
+
+    @property
+    def event_ids(self) -> list[UUID]:
+        return [event_id for event_id, _ in (*self.first, *self.second)]
+
+
+def case_scripts(count: int, registry: AgencyRegistry, keys: dict[str, AgencyKeys]) -> list[Script]:
+    """`count` cases, each valid for holder rights; handoff deadlines a year away."""
+    holder, receiver = registry.agency(HOLDER), registry.agency(RECEIVER)
+    assert holder is not None
+    assert receiver is not None
+    by_holder = source_urn(holder.oin, "zaaksysteem")
+    by_receiver = source_urn(receiver.oin, "schuldhulp")
+    deadline = datetime.now(UTC) + timedelta(days=365)
+    scripts = []
+    for _ in range(count):
+        case_id, handoff_id = uuid.uuid4(), uuid.uuid4()
+        opened = CaseOpened.new(
+            source=by_holder,
+            case_id=case_id,
+            data=CaseOpening(category="schulden", summary="Schuldhulptraject (fault suite)"),
+        )
+        requested = HandoffRequested.new(
+            source=by_holder,
+            case_id=case_id,
+            sequence=2,
+            causationid=opened.id,
+            data=HandoffRequest(
+                handoff_id=handoff_id,
+                from_agency=HOLDER,
+                to_agency=RECEIVER,
+                reason="Schuldhulp door de gemeente",
+                deadline=deadline,
+            ),
+        )
+        accepted = HandoffAccepted.new(
+            source=by_receiver,
+            case_id=case_id,
+            causationid=requested.id,
+            data=HandoffAcceptance(handoff_id=handoff_id, from_agency=HOLDER, to_agency=RECEIVER),
+        )
+        closed = CaseClosed.new(
+            source=by_receiver,
+            case_id=case_id,
+            sequence=2,
+            data=CaseClosure(outcome="Schuldhulptraject afgerond"),
+        )
+        scripts.append(
+            Script(
+                case_id,
+                (
+                    (opened.id, keys[HOLDER].sign(opened)),
+                    (requested.id, keys[HOLDER].sign(requested)),
+                ),
+                (
+                    (accepted.id, keys[RECEIVER].sign(accepted)),
+                    (closed.id, keys[RECEIVER].sign(closed)),
+                ),
+            )
+        )
+    return scripts
+
+
+# --- Bad messages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bad:
+    """A message the router must refuse, and the reason code it must give."""
+
+    code: str
+    topic: str
+    key: bytes
+    value: bytes
+
+
+def _signed_document(keys: AgencyKeys, document: dict[str, Any]) -> bytes:
+    return keys.sign(json.dumps(document).encode())
+
+
+def _opened_document(registry: AgencyRegistry, code: str, case_id: UUID) -> dict[str, Any]:
+    agency = registry.agency(code)
+    assert agency is not None
+    event = CaseOpened.new(
+        source=source_urn(agency.oin, "zaaksysteem"),
+        case_id=case_id,
+        data=CaseOpening(category="schulden", summary="Schuldhulptraject (fault suite)"),
+    )
+    document: dict[str, Any] = json.loads(event.to_json())
+    return document
+
+
+def bad_messages(
+    per_kind: int, registry: AgencyRegistry, keys: dict[str, AgencyKeys], scripts: Sequence[Script]
+) -> list[Bad]:
+    """`per_kind` of each kind of bad message, kinds interleaved; keyed by cases of `scripts`."""
+    holder_outbox = topics.outbox(HOLDER)
+    made: list[Bad] = []
+    for n in range(per_kind):
+        script = scripts[n % len(scripts)]
+        key = str(script.case_id).encode()
+        stray = uuid.uuid4()
+
+        wrong_types = _opened_document(registry, HOLDER, stray)
+        wrong_types["data"]["category"] = 42
+        unknown = _opened_document(registry, HOLDER, stray)
+        unknown["type"] = "nl.overheid.ketenzaken.case-teleported"
+        forged = json.loads(
+            _signed_document(keys[HOLDER], _opened_document(registry, HOLDER, stray))
+        )
+        forged["data"]["summary"] = "Changed after signing"
+        unauthorised = _opened_document(registry, "cak", stray)  # cak may not open cases
+        uwv = registry.agency("uwv")
+        assert uwv is not None
+        close_by_stranger = CaseClosed.new(
+            source=source_urn(uwv.oin, "zaaksysteem"),
+            case_id=script.case_id,
+            data=CaseClosure(outcome="Gesloten door wie de zaak nooit had"),
+        )
+        made += [
+            Bad("malformed-json", holder_outbox, key, b'{"specversion": "1.0", "id": '),
+            Bad(
+                "invalid-data",
+                holder_outbox,
+                str(stray).encode(),
+                _signed_document(keys[HOLDER], wrong_types),
+            ),
+            Bad("oversize", holder_outbox, key, b'{"padding": "' + b"x" * (65 * 1024) + b'"}'),
+            Bad("malformed-json", holder_outbox, key, bytes(range(256)) * 4),
+            Bad(
+                "unknown-type",
+                holder_outbox,
+                str(stray).encode(),
+                _signed_document(keys[HOLDER], unknown),
+            ),
+            Bad("bad-signature", holder_outbox, str(stray).encode(), json.dumps(forged).encode()),
+            Bad(
+                "unauthorised-type",
+                topics.outbox("cak"),
+                str(stray).encode(),
+                _signed_document(keys["cak"], unauthorised),
+            ),
+            Bad("not-permitted", topics.outbox("uwv"), key, keys["uwv"].sign(close_by_stranger)),
+        ]
+    return made
+
+
+# --- Producing ------------------------------------------------------------------------------
+
+
+async def _producer(bootstrap: str) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000
+    )
+    await producer.start()
+    return producer
+
+
+async def _stop_producer(producer: AIOKafkaProducer) -> None:
+    # With the broker gone, stopping waits for in-flight requests: bound it.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), 15)
+
+
+@dataclass(slots=True)
+class Emitted:
+    """What the emitter has produced so far, and where it stands."""
+
+    event_ids: list[UUID] = field(default_factory=list)
+    bad: list[Bad] = field(default_factory=list)
+    done: bool = False
+
+
+async def emit(
+    bootstrap: str,
+    scripts: Sequence[Script],
+    routed: Callable[[Sequence[UUID]], Awaitable[set[UUID]]],
+    *,
+    bad: Sequence[Bad] = (),
+    chunk: int = 25,
+    interval: float = 0.05,
+    emitted: Emitted | None = None,
+) -> Emitted:
+    """Produce the stream as the two agencies would: HOLDER opens and hands on `chunk` cases
+    every `interval`; RECEIVER accepts and closes a case once the router has admitted its
+    handoff request (`routed` says which request ids it has). `bad` messages are spread
+    evenly over the chunks. Keyed by the case id."""
+    emitted = emitted or Emitted()
+    producer = await _producer(bootstrap)
+    try:
+        chunks = [scripts[i : i + chunk] for i in range(0, len(scripts), chunk)]
+        bad_per_chunk = -(-len(bad) // max(1, len(chunks)))
+        bad_left = list(bad)
+        waiting: dict[UUID, Script] = {}
+        pending: list[Any] = []
+        while chunks or waiting or bad_left:
+            if chunks:
+                for script in chunks.pop(0):
+                    for event_id, wire in script.first:
+                        pending.append(
+                            await producer.send(
+                                topics.outbox(HOLDER), wire, key=str(script.case_id).encode()
+                            )
+                        )
+                        emitted.event_ids.append(event_id)
+                    waiting[script.request_id] = script
+            for item in bad_left[:bad_per_chunk]:
+                pending.append(await producer.send(item.topic, item.value, key=item.key))
+                emitted.bad.append(item)
+            del bad_left[:bad_per_chunk]
+            for request_id in await routed(list(waiting)) if waiting else set():
+                script = waiting.pop(request_id)
+                for event_id, wire in script.second:
+                    pending.append(
+                        await producer.send(
+                            topics.outbox(RECEIVER), wire, key=str(script.case_id).encode()
+                        )
+                    )
+                    emitted.event_ids.append(event_id)
+            await asyncio.gather(*pending)
+            pending.clear()
+            await asyncio.sleep(interval)
+        emitted.done = True
+        return emitted
+    finally:
+        await _stop_producer(producer)
+
+
+# --- The services ---------------------------------------------------------------------------
+
+
+class Service:
+    """One `python -m services.<name>` process, started, killed and restarted by the test."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.env = env
+        self.log_dir = log_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.health_port = 0
+        self.starts = 0
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, f"{self.name} runs"
+        self.starts += 1
+        self.health_port = free_port()
+        env = {**self.env, "KETENBUS_HEALTH_PORT": str(self.health_port)}
+        with (self.log_dir / f"{self.name}.{self.starts}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                env=env,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown, no commit, nothing flushed."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 15 s; the exit code (None if it was not started)."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        return process.returncode
+
+    async def healthy(self) -> bool:
+        """The process answers 200 on its /healthz."""
+        try:
+            async with httpx.AsyncClient(timeout=3) as client:
+                response = await client.get(f"http://127.0.0.1:{self.health_port}/healthz")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def log_tail(self, lines: int = 15) -> str:
+        path = self.log_dir / f"{self.name}.{self.starts}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Bus:
+    """A private embedded broker, the three services on one database, and the store's counts."""
+
+    def __init__(self, tmp: Path, registry: AgencyRegistry, database_url: str) -> None:
+        self.tmp = tmp
+        self.registry = registry
+        self.database_url = database_url
+        self.broker = EmbeddedBroker(free_port(), log_file=tmp / "broker.log")
+        registry_file = tmp / "registry.yaml"
+        registry_file.write_text(yaml.safe_dump(registry.model_dump(mode="json")), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KETENBUS_")}
+        env |= {
+            "KETENBUS_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+            "KETENBUS_DATABASE_URL": database_url,
+            "KETENBUS_REGISTRY": str(registry_file),
+            "KETENBUS_KAFKA_SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
+            "KETENBUS_LOG_FORMAT": "json",
+            "KETENBUS_DATA_DIR": str(tmp / "state"),
+        }
+        logs = tmp / "logs"
+        logs.mkdir(exist_ok=True)
+        self.services = {name: Service(name, env, logs) for name in SERVICES}
+        self.engine: AsyncEngine = make_engine(database_url)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    async def start_broker(self) -> None:
+        self.broker.start()
+        await ensure_topics(self.bootstrap, bus_topics(self.registry), partitions=3)
+
+    async def start(self) -> None:
+        await self.start_broker()
+        for service in self.services.values():
+            service.start()
+
+    async def close(self) -> dict[str, int | None]:
+        """Stop every service and the broker; the services' exit codes."""
+        codes = {name: service.stop() for name, service in self.services.items()}
+        self.broker.stop()
+        await self.engine.dispose()
+        return codes
+
+    def dead(self) -> list[str]:
+        return [name for name, service in self.services.items() if not service.alive]
+
+    # Counts from the store.
+
+    async def count(self, table: Any) -> int:
+        async with self.engine.connect() as connection:
+            return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
+
+    async def applied(self, service: str) -> int:
+        """How many case events `service` has recorded as done."""
+        table = {
+            "router": router_seen_events,
+            "tracker": case_timeline,
+            "escalation": escalation_seen_events,
+        }[service]
+        return await self.count(table)
+
+    async def routed(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of `event_ids` the router has admitted (committed)."""
+        async with self.engine.connect() as connection:
+            query = select(router_seen_events.c.event_id).where(
+                router_seen_events.c.event_id.in_(list(event_ids))
+            )
+            return set(await connection.scalars(query))
+
+    async def ids(self, table: Any) -> list[UUID]:
+        async with self.engine.connect() as connection:
+            return list(await connection.scalars(select(table.c.event_id)))
+
+    async def timeline(self) -> list[tuple[UUID, bool]]:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(case_timeline.c.event_id, case_timeline.c.applied)
+            )
+            return [(row.event_id, bool(row.applied)) for row in rows]
+
+    async def refused(self) -> list[dict[str, Any]]:
+        """The timeline's rows the tracker recorded as refused (not applied)."""
+        t = case_timeline.c
+        query = select(t.event_id, t.case_id, t.event_type, t.agency, t.refusal).where(
+            t.applied.is_(False)
+        )
+        async with self.engine.connect() as connection:
+            return [row._asdict() for row in await connection.execute(query)]
+
+    async def case_states(self, case_ids: Iterable[UUID]) -> Counter[tuple[str, str]]:
+        """(status, holder) of these cases, counted."""
+        wanted = set(case_ids)
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(select(cases.c.case_id, cases.c.status, cases.c.holder))
+            return Counter((row.status, row.holder) for row in rows if row.case_id in wanted)
+
+    async def audit(self) -> tuple[ChainReport, int, int]:
+        """The chain's report, its records, and its distinct (event, receiver) deliveries."""
+        report = await verify(self.engine)
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(select(audit_records.c.event_id, audit_records.c.receiver))
+            ).all()
+        return report, len(rows), len({(row.event_id, row.receiver) for row in rows})
+
+    @contextlib.asynccontextmanager
+    async def stalled(self) -> AsyncIterator[int]:
+        """Hold every service's batch at its first write of a seen id, while in this block:
+        a transaction of the test's own locks the three tables against writes (reads go on).
+        Yields how many service transactions wait on the lock after a moment."""
+        async with self.engine.connect() as connection, connection.begin():
+            await connection.execute(
+                text(
+                    "LOCK TABLE router_seen_events, case_timeline, escalation_seen_events "
+                    "IN EXCLUSIVE MODE"
+                )
+            )
+            await asyncio.sleep(1.0)
+            async with self.engine.connect() as probe:
+                waiting = await probe.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                        "AND database = (SELECT oid FROM pg_database "
+                        "WHERE datname = current_database())"
+                    )
+                )
+            yield int(waiting or 0)
+
+    async def missing(self, event_ids: Iterable[UUID]) -> dict[str, int]:
+        """How many of `event_ids` each service has not applied yet."""
+        wanted = set(event_ids)
+        tables = {
+            "router": router_seen_events,
+            "tracker": case_timeline,
+            "escalation": escalation_seen_events,
+        }
+        return {name: len(wanted - set(await self.ids(table))) for name, table in tables.items()}
+
+    async def wait_applied(
+        self, event_ids: Iterable[UUID], timeout: float, *, what: str
+    ) -> dict[str, int]:
+        """Poll until every service has applied all of `event_ids`; fail as `wait_until` does."""
+        wanted = list(event_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = await self.missing(wanted)
+            if not any(missing.values()):
+                return missing
+            dead = self.dead()
+            if dead or time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n}:\n{self.services[n].log_tail()}" for n in SERVICES)
+                problem = f"services died: {dead}" if dead else f"not reached in {timeout:.0f} s"
+                raise AssertionError(f"{what}: {problem}; still missing {missing}\n{tails}")
+            await asyncio.sleep(0.2)
+
+    async def progress(self) -> dict[str, int]:
+        return {name: await self.applied(name) for name in SERVICES}
+
+    async def wait_until(
+        self,
+        reached: Callable[[dict[str, int]], bool],
+        timeout: float,
+        *,
+        what: str,
+        alive: bool = True,
+    ) -> dict[str, int]:
+        """Poll the counts until `reached`; fail naming `what`, the counts and any dead service."""
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = await self.progress()
+            if reached(counts):
+                return counts
+            dead = self.dead() if alive else []
+            if dead or time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n}:\n{self.services[n].log_tail()}" for n in SERVICES)
+                problem = f"services died: {dead}" if dead else f"not reached in {timeout:.0f} s"
+                raise AssertionError(f"{what}: {problem}; counts {counts}\n{tails}")
+            await asyncio.sleep(0.1)
+
+
+# --- Reading topics back ---------------------------------------------------------------------
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    enough: Callable[[list[Any]], bool] | None = None,
+    quiet: float = 1.5,
+    timeout: float = 30.0,
+) -> list[Any]:
+    """Every record of `topic` from the start, read until `enough` holds of what was read
+    (if given) and then nothing new came for `quiet` s; at most `timeout` s."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        assert partitions, f"no partitions known for {topic}"
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[Any] = []
+        deadline = time.monotonic() + timeout
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            if time.monotonic() - last_new >= quiet and (enough is None or enough(found)):
+                break
+            batches = await consumer.getmany(timeout_ms=200)
+            got = [record for records in batches.values() for record in records]
+            if got:
+                found += got
+                last_new = time.monotonic()
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def group_positions(bootstrap: str, group: str, names: Sequence[str]) -> dict[str, str]:
+    """For each partition of `names` with data or a commit: "committed/end" of `group`."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(name, p)
+            for name in names
+            for p in sorted(consumer.partitions_for_topic(name) or ())
+        ]
+        ends = await consumer.end_offsets(partitions)
+        shown = {}
+        for tp in partitions:
+            done = await consumer.committed(tp)
+            if ends[tp] or done is not None:
+                shown[f"{tp.topic}/{tp.partition}"] = f"{done}/{ends[tp]}"
+        return shown
+    finally:
+        await consumer.stop()
+
+
+def reason_codes(dead_letters: Sequence[Any]) -> Counter[str]:
+    """Dead letters by `ketenbus-reason-code`, one per origin record (a redelivered copy of
+    the same refusal counted once)."""
+    by_origin: dict[tuple[str, str, str], str] = {}
+    for record in dead_letters:
+        headers = {name: value.decode() for name, value in record.headers}
+        origin = (
+            headers.get(topics.DLQ_ORIGIN_TOPIC, ""),
+            headers.get(topics.DLQ_ORIGIN_PARTITION, ""),
+            headers.get(topics.DLQ_ORIGIN_OFFSET, ""),
+        )
+        by_origin[origin] = headers.get(topics.DLQ_REASON_CODE, "(none)")
+    return Counter(by_origin.values())
+
+
+def event_ids_of(records: Sequence[Any]) -> list[str]:
+    """The `id` of each record's event (records that hold no JSON object are left out)."""
+    found = []
+    for record in records:
+        with contextlib.suppress(ValueError):
+            document = json.loads(record.value)
+            if isinstance(document, dict) and "id" in document:
+                found.append(str(document["id"]))
+    return found

@@ -22,6 +22,7 @@ from services.cli import (
     dlq_cmd,
     emit_cmd,
     keys_cmd,
+    lag_cmd,
     signals_cmd,
     simulate_cmd,
     trace_cmd,
@@ -56,6 +57,7 @@ for module in (
     simulate_cmd,
     trace_cmd,
     acl_cmd,
+    lag_cmd,
     bench_cmd,
 ):
     module.register(app)

@@ -33,6 +33,7 @@ VERBS = [
     ["dlq", "show"],
     ["dlq", "replay"],
     ["dlq", "counts"],
+    ["lag"],
     ["contracts"],
     ["contracts", "export"],
     ["contracts", "check"],

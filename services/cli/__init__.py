@@ -25,6 +25,7 @@ from services.cli import (
     lag_cmd,
     signals_cmd,
     simulate_cmd,
+    tail_cmd,
     trace_cmd,
     up_cmd,
 )
@@ -58,6 +59,7 @@ for module in (
     trace_cmd,
     acl_cmd,
     lag_cmd,
+    tail_cmd,
     bench_cmd,
 ):
     module.register(app)

@@ -34,6 +34,7 @@ VERBS = [
     ["dlq", "replay"],
     ["dlq", "counts"],
     ["lag"],
+    ["tail"],
     ["contracts"],
     ["contracts", "export"],
     ["contracts", "check"],

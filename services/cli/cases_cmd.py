@@ -2,16 +2,14 @@
 
 Both read the store at `KETENBUS_DATABASE_URL` (default: SQLite under the data
 directory) and migrate it first, so a machine where the tracker never ran
-answers "no cases yet" instead of failing on a missing table. `read_store`,
-`table` and `format_time` are shared with `ketenbus signals`, so every verb
-that reads the store fails, aligns and dates the same way.
+answers "no cases yet" instead of failing on a missing table. `read_store` is
+shared with the other verbs that read the store, so they all fail the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
 
@@ -19,6 +17,7 @@ import typer
 
 from services.runtime.errors import UserError
 from services.runtime.settings import Settings
+from services.runtime.terminal import format_time, table
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,18 +52,6 @@ def read_store(query: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         where = make_url(url).render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise UserError(f"cannot read the case store at {where}: {reason}") from None
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in (headers, *rows)
-    ]
 
 
 def render_case(view: CaseView) -> str:

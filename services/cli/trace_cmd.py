@@ -14,8 +14,9 @@ from uuid import UUID
 
 import typer
 
-from services.cli.cases_cmd import format_time, read_store, table
+from services.cli.cases_cmd import read_store
 from services.runtime.errors import UserError
+from services.runtime.terminal import format_time, table
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

@@ -31,7 +31,6 @@ Guarantees:
   after it sent.
 """
 
-from services.dead_letters._text import clean
 from services.dead_letters.kafka import publish_replays, read_dead_letters, read_topic
 from services.dead_letters.letters import (
     NO_REASON,
@@ -64,6 +63,7 @@ from services.dead_letters.replay import (
     replayed_from,
 )
 from services.dead_letters.show import render_show, show_json
+from services.runtime.terminal import clean
 
 __all__ = [
     "NO_REASON",

@@ -13,12 +13,12 @@ from typing import Any
 
 from contracts import topics
 from services.dead_letters._audit import audit_fields
-from services.dead_letters._text import clean
 from services.dead_letters.letters import DeadLetter, Record, oldest_first, parse_dead_letter
 from services.dead_letters.replay import Replay, Replayed
 from services.runtime.errors import UserError
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
+from services.runtime.terminal import clean
 
 READ_TIMEOUT = 10.0
 """Seconds to read a topic to its end before giving up."""

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from contracts.envelope import EVENT_TYPE_PREFIX
-from services.dead_letters._text import clean, format_time, table
 from services.dead_letters.letters import DeadLetter
 from services.dead_letters.replay import NotReplayable, Replayed
+from services.runtime.terminal import clean, format_time, table
 
 
 def _short_type(event_type: str | None) -> str:

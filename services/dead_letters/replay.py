@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from contracts import topics
 from contracts.envelope import CONTENT_TYPE
 from services.dead_letters._audit import audit_fields
-from services.dead_letters._text import clean
 from services.dead_letters.letters import DeadLetter, Record, oldest_first
 from services.runtime.errors import UserError
 from services.runtime.logging import get_logger
+from services.runtime.terminal import clean
 
 REPLAY_OF = "ketenbus-replay-of"
 """Header on a replayed record: the ID of the dead letter it was replayed from."""

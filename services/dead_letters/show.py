@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts import topics
-from services.dead_letters._text import NOT_JSON, clean, format_time, json_value
+from services.dead_letters._text import NOT_JSON, json_value
 from services.dead_letters.letters import DeadLetter
 from services.dead_letters.render import summary
 from services.dead_letters.replay import NotReplayable, ReplayEntry, plan_replay
+from services.runtime.terminal import clean, format_time
 
 PREVIEW_BYTES = 64
 """How much of a value that is not JSON `show` prints, in hex."""

@@ -25,6 +25,7 @@ from contracts.events import (
 )
 from contracts.parse import EventRejected, parse_event
 from contracts.registry import AgencyRegistry
+from services.runtime.terminal import clean
 
 OPERATOR = "ketenbus"
 """How the bus operator's own OIN is shown as a source."""
@@ -130,10 +131,3 @@ def as_json(line: TailLine) -> dict[str, Any]:
         "summary": line.summary or None,
         "bytes": line.size,
     }
-
-
-def clean(text: str) -> str:
-    """`text` with every non-printable character escaped (no terminal control from a record)."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

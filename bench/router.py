@@ -34,8 +34,9 @@ from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
 from services.router.app import create_router
-from services.router.routing import Admitted, CaseRouting, OutboxMessage, Outgoing
+from services.router.routing import Admitted, CaseRouting, OutboxMessage
 from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.kafka import Outgoing
 from services.runtime.registry_file import load_registry, with_signing_keys
 from services.runtime.settings import Settings
 from services.runtime.store import make_engine, migrate

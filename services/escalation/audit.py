@@ -23,8 +23,8 @@ from contracts.audit import AuditEntry, AuditRecord
 from contracts.registry import AgencyRegistry
 from services.audit import append
 from services.escalation.levels import Context
-from services.escalation.messages import Outgoing
 from services.escalation.model import CaseFile
+from services.runtime.kafka import Outgoing
 
 ESCALATION_EVENTS = ("escalation-raised", "escalation-resolved")
 HANDOFF_EVENTS = ("handoff-expired",)

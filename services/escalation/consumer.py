@@ -24,9 +24,10 @@ from contracts.parse import EventRejected, parse_event
 from services.escalation import store
 from services.escalation.audit import audited
 from services.escalation.levels import Context
-from services.escalation.messages import Origin, Outgoing
+from services.escalation.messages import Origin
 from services.escalation.react import react
 from services.escalation.workspace import Workspace, log, log_notes
+from services.runtime.kafka import Outgoing
 from services.runtime.store import write_transaction
 from services.tracker.state import emitter_of
 

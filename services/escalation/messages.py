@@ -10,7 +10,7 @@ came, to the dead-letter topic, and the sender is told in its inbox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,20 +24,10 @@ from contracts.events import (
     HandoffExpired,
 )
 from services.escalation.model import derived_id
+from services.runtime.kafka import Outgoing
 
 REJECTED_BY = "escalation"
 """The `ketenbus-rejected-by` header of the service's dead letters."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message to produce."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,10 @@ from services.escalation.audit import audited
 from services.escalation.consumer import Publish
 from services.escalation.fire import fire
 from services.escalation.levels import Context
-from services.escalation.messages import Outgoing
 from services.escalation.model import CaseFile, Timer
 from services.escalation.workspace import Workspace, log, log_notes
 from services.runtime import custody
+from services.runtime.kafka import Outgoing
 from services.runtime.store import write_transaction
 
 

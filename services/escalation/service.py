@@ -24,11 +24,10 @@ from contracts.topics import CASES
 from services.escalation.consumer import CaseLogConsumer
 from services.escalation.levels import Context
 from services.escalation.loop import TimerLoop
-from services.escalation.messages import Outgoing
 from services.escalation.model import SYSTEM
 from services.runtime.backoff import Backoff
 from services.runtime.clock import Clock, SystemClock
-from services.runtime.kafka import consumer_options, make_broker, publish_all
+from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
 from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from services.escalation.messages import Outgoing
 from services.escalation.model import CaseFile, Escalation, Timer, TimerKind, Trigger
+from services.runtime.kafka import Outgoing
 from services.runtime.logging import get_logger
 
 log = get_logger("ketenbus.escalation")

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import topics
 from contracts.registry import AgencyRegistry
 from services.router.deliver import Delivery
-from services.router.routing import CaseRouting, OutboxMessage, Outgoing
+from services.router.routing import CaseRouting, OutboxMessage
 from services.runtime.backoff import Backoff
-from services.runtime.kafka import consumer_options, make_broker, publish_all
+from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
 from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
 

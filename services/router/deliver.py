@@ -34,8 +34,9 @@ from contracts.envelope import CONTENT_TYPE
 from services.audit import append
 from services.router import minimise
 from services.router.rights import admit
-from services.router.routing import Admitted, CaseRouting, OutboxMessage, Outgoing
+from services.router.routing import Admitted, CaseRouting, OutboxMessage
 from services.runtime import custody
+from services.runtime.kafka import Outgoing
 from services.runtime.logging import get_logger
 from services.runtime.store import write_transaction
 from services.runtime.tables import router_seen_events

@@ -14,6 +14,7 @@ from contracts.events import DeliveryFailed, DeliveryFailure
 from contracts.parse import EventRejected, parse_event
 from contracts.registry import Agency, AgencyRegistry
 from contracts.signing import SignatureRefused, verify_signature
+from services.runtime.kafka import Outgoing
 from services.runtime.logging import get_logger
 
 log = get_logger("ketenbus.router")
@@ -31,17 +32,6 @@ class OutboxMessage:
     offset: int
     key: bytes | None
     value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message to produce."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    correlation_id: str | None = None
 
 
 @dataclass(slots=True)

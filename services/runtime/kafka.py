@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol, TypedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -128,22 +129,18 @@ async def kafka_unreachable(
     return None
 
 
-class Message(Protocol):
-    """What `publish_all` needs of a message to produce."""
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message a service produces."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-    @property
-    def correlation_id(self) -> str | None: ...
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    correlation_id: str | None = None
 
 
-async def publish_all(broker: KafkaBroker, messages: Sequence[Message]) -> None:
+async def publish_all(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None:
     """Produce `messages` in order and return once Kafka has acknowledged every one.
 
     Each is handed to the producer without waiting for its ack, so a batch costs
@@ -154,7 +151,7 @@ async def publish_all(broker: KafkaBroker, messages: Sequence[Message]) -> None:
             message.value,
             message.topic,
             key=message.key,
-            headers=dict(message.headers),
+            headers=message.headers,
             correlation_id=message.correlation_id,
             no_confirm=True,
         )

@@ -28,9 +28,10 @@ from contracts.registry import AgencyRegistry
 from services.cli import dlq_cmd
 from services.dead_letters import REPLAY_OF, NotReplayable
 from services.escalation.messages import Origin, refusal_messages
-from services.router.routing import CaseRouting, Outgoing
+from services.router.routing import CaseRouting
 from services.runtime.embedded import free_port
 from services.runtime.errors import UserError
+from services.runtime.kafka import Outgoing
 from tests.kafka_helpers import headers_of, read_until
 from tests.services.router.events import BSN, CITIZEN, full_context, outbox_message, with_context
 from tests.services.tracker.factory import EventFactory

@@ -30,8 +30,9 @@ from services.dead_letters import (
     summary,
     with_reason,
 )
-from services.router.routing import CaseRouting, Outgoing
+from services.router.routing import CaseRouting
 from services.runtime.errors import UserError
+from services.runtime.kafka import Outgoing
 from tests.services.router.events import BSN, CITIZEN, full_context, outbox_message, with_context
 from tests.services.tracker.factory import EventFactory
 

@@ -11,10 +11,10 @@ from uuid import UUID
 
 from contracts.registry import AgencyRegistry
 from services.escalation.levels import Context
-from services.escalation.messages import Outgoing
 from services.escalation.model import Timer
 from services.escalation.round import Planned, Rounds
 from services.runtime import custody
+from services.runtime.kafka import Outgoing
 from services.runtime.store import write_transaction
 from services.tracker.state import CaseState, PendingHandoff
 from tests.services.escalation.conftest import EngineMaker

@@ -21,7 +21,8 @@ from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
 from services.router.app import create_router
-from services.router.routing import Admitted, CaseRouting, OutboxMessage, Outgoing
+from services.router.routing import Admitted, CaseRouting, OutboxMessage
+from services.runtime.kafka import Outgoing
 from services.runtime.settings import Settings
 from tests.kafka_helpers import start_group_at_end
 from tests.services.tracker.conftest import backend, engines, postgres_url, store

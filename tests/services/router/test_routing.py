@@ -14,7 +14,8 @@ from contracts.agency_client import AgencyKeys
 from contracts.case import PersonalSection
 from contracts.envelope import MAX_EVENT_BYTES
 from contracts.registry import AgencyRegistry
-from services.router.routing import NIL_CASE, Admitted, CaseRouting, Outgoing
+from services.router.routing import NIL_CASE, Admitted, CaseRouting
+from services.runtime.kafka import Outgoing
 from tests.services.router.events import (
     BSN,
     CITIZEN,

@@ -43,6 +43,7 @@ from services.agency_outbox.table import outbox_events
 from services.runtime.backoff import Backoff
 from services.runtime.kafka import CLOUDEVENTS_JSON
 from services.runtime.logging import get_logger
+from services.runtime.observability import emit_span
 from services.runtime.store import write_transaction
 
 log = get_logger("ketenbus.agency_outbox")
@@ -269,14 +270,17 @@ class OutboxRelay:
     async def _produce(self, row: _Row) -> str | None:
         """Produce one row and wait for its acknowledgement; None, or why it failed."""
         assert self._producer is not None
+        key = str(row.case_id).encode()
         try:
-            acked = await self._producer.send(
-                row.topic,
-                row.value,
-                key=str(row.case_id).encode(),
-                headers=[("content-type", CLOUDEVENTS_JSON.encode())],
-            )
-            await acked
+            # With tracing on, the row's trace starts here and travels in its headers.
+            with emit_span("relay", row.topic, key) as trace_headers:
+                acked = await self._producer.send(
+                    row.topic,
+                    row.value,
+                    key=key,
+                    headers=[("content-type", CLOUDEVENTS_JSON.encode()), *trace_headers],
+                )
+                await acked
         except KafkaError as exc:
             return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
         return None

@@ -74,6 +74,7 @@ def emit(
     from aiokafka import AIOKafkaProducer
 
     from services.runtime.kafka import client_security
+    from services.runtime.observability import emit_span, setup_tracing
     from services.runtime.registry_file import load_registry
 
     settings = Settings()
@@ -109,19 +110,26 @@ def emit(
             raise UserError(
                 f"no Kafka broker answers on {bootstrap}; is `ketenbus up` running?"
             ) from None
+        topic = topics.outbox(as_agency)
         try:
             for key, value in messages:
-                meta = await producer.send_and_wait(
-                    topics.outbox(as_agency),
-                    value,
-                    key=key,
-                    headers=[("content-type", b"application/cloudevents+json")],
-                )
+                with emit_span("emit", topic, key) as trace_headers:
+                    meta = await producer.send_and_wait(
+                        topic,
+                        value,
+                        key=key,
+                        headers=[("content-type", b"application/cloudevents+json"), *trace_headers],
+                    )
                 print(f"sent to {meta.topic} partition {meta.partition} offset {meta.offset}")
         finally:
             await producer.stop()
 
-    asyncio.run(send())
+    tracing = setup_tracing(settings, "emit")
+    try:
+        asyncio.run(send())
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,9 @@ from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from opentelemetry import context as otel_context
 
+from services.runtime import observability
 from services.runtime.errors import UserError
 from services.runtime.settings import Settings
 
@@ -27,8 +29,13 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str) -> KafkaB
     has handed on survives a Kafka node failure. Idempotent and transactional
     producers are left off: the embedded broker lacks them, and consumers dedupe
     on the event id instead.
+
+    Every broker carries the Prometheus middleware (its registry is served as
+    the service's `/metrics`) and, when tracing is on, the trace middlewares
+    (`services.runtime.observability`).
     """
-    return KafkaBroker(
+    middlewares, registry = observability.broker_middlewares(client_id.removeprefix("ketenbus-"))
+    broker = KafkaBroker(
         bootstrap,
         client_id=client_id,
         security=broker_security(settings),
@@ -40,7 +47,10 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str) -> KafkaB
         logger=logging.getLogger(f"ketenbus.{client_id}"),
         # Per-message "Received/Processed" lines would flood the logs at any rate.
         log_level=logging.DEBUG,
+        middlewares=middlewares,
     )
+    observability.remember_registry(broker, registry)
+    return broker
 
 
 def _credentials(settings: Settings) -> tuple[str, str]:
@@ -144,17 +154,27 @@ async def publish_all(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None
     """Produce `messages` in order and return once Kafka has acknowledged every one.
 
     Each is handed to the producer without waiting for its ack, so a batch costs
-    one round trip, not one per message; the acks are awaited together.
+    one round trip, not one per message; the acks are awaited together. With
+    tracing on, a message keyed by a case whose record is being handled is
+    produced inside that record's span, so its headers continue the case's trace.
     """
-    pending = [
-        await broker.publish(
-            message.value,
-            message.topic,
-            key=message.key,
-            headers=message.headers,
-            correlation_id=message.correlation_id,
-            no_confirm=True,
-        )
-        for message in messages
-    ]
+    pending = []
+    for message in messages:
+        parent = observability.case_context(message.key)
+        token = otel_context.attach(parent) if parent is not None else None
+        try:
+            pending.append(
+                await broker.publish(
+                    message.value,
+                    message.topic,
+                    key=message.key,
+                    # A copy: the trace middleware adds its headers to the dict it gets.
+                    headers=dict(message.headers),
+                    correlation_id=message.correlation_id,
+                    no_confirm=True,
+                )
+            )
+        finally:
+            if token is not None:
+                otel_context.detach(token)
     await asyncio.gather(*pending)

@@ -1,4 +1,4 @@
-"""Run one service process: its Kafka broker, a /healthz endpoint, clean shutdown."""
+"""Run one service process: its Kafka broker, /healthz and /metrics, clean shutdown."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from starlette.routing import Route
 from services.runtime.http import http_server
 from services.runtime.kafka import kafka_unreachable
 from services.runtime.logging import get_logger
+from services.runtime.observability import metrics_endpoint, metrics_registry, setup_tracing
 from services.runtime.settings import Settings
 
 log = get_logger("ketenbus.service")
@@ -48,6 +49,16 @@ class ServiceHealth:
         return JSONResponse(body, status_code=200 if healthy else 503)
 
 
+def health_app(health: ServiceHealth) -> Starlette:
+    """A service's health server: `GET /healthz`, and `GET /metrics` in Prometheus's format."""
+    return Starlette(
+        routes=[
+            Route("/healthz", health.endpoint),
+            Route("/metrics", metrics_endpoint(metrics_registry(health.broker))),
+        ]
+    )
+
+
 STOP_STEP_S = 5.0
 """Seconds each shutdown step may take."""
 
@@ -61,15 +72,18 @@ async def run_service(
     after_stop: Callable[[], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Start `broker` (retrying while Kafka is not there yet), serve health, stop on a signal."""
+    """Start `broker` (retrying while Kafka is not there yet), serve health, stop on a signal.
+
+    The health server answers `GET /healthz` and `GET /metrics` (the broker's
+    Prometheus registry, when `make_broker` built it).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     health = ServiceHealth(name, broker)
-    app = Starlette(routes=[Route("/healthz", health.endpoint)])
-    server = http_server(app, settings.health_host, settings.health_port)
+    server = http_server(health_app(health), settings.health_host, settings.health_port)
     serving = asyncio.create_task(server.serve())
     try:
         if before_start is not None:
@@ -136,9 +150,14 @@ def service_main(name: str, run: Callable[[Settings, str], Coroutine[Any, Any, N
             f"ketenbus-{name}: KETENBUS_KAFKA_BOOTSTRAP is not set; set it to the Kafka "
             "bootstrap servers, or run the whole bus with `ketenbus up`"
         )
+    tracing = setup_tracing(settings, name)
     try:
         asyncio.run(run(settings, bootstrap))
     except (RegistryInvalid, UserError) as exc:
         sys.exit(f"ketenbus-{name}: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        if tracing is not None:
+            # Exports the spans still buffered.
+            tracing.shutdown()

@@ -89,6 +89,43 @@ class Settings(BaseSettings):
         "after that another instance may fire it.",
     )
 
+    # Console access (issue 6): who may log in, and what signs their session cookies.
+    console_users: Path | None = Field(
+        default=None,
+        description="The console's users file (YAML: users with argon2 password hashes, "
+        "tokens by their sha256); unset: nobody can log in (`ketenbus up --demo` makes one).",
+    )
+    # A SecretStr: the secret that signs sessions must not end up in a log or a repr.
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the console's session cookies; unset: a random secret per process "
+        "(everyone logs in again after a restart).",
+    )
+
+    # Escalation teams' feed (issue 6): where `ketenbus alerts` finds the console.
+    console_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="The console `ketenbus alerts` talks to.",
+    )
+    console_token: SecretStr | None = Field(
+        default=None,
+        description="The bearer token `ketenbus alerts` sends to the console (a team's token).",
+    )
+
+    # Observability (issue 6): OpenTelemetry traces, off unless an exporter is chosen.
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none",
+        description="Where traces go: none (no tracing), console (stdout) or otlp (OTLP/HTTP).",
+    )
+    otel_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        description="The OTLP/HTTP traces endpoint, when the exporter is otlp.",
+    )
+    otel_service_name: str = Field(
+        default="ketenbus",
+        description="Prefix of each process's OpenTelemetry service.name (ketenbus-router).",
+    )
+
     @cached_property
     def database(self) -> str:
         """The effective database URL."""

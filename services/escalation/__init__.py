@@ -1,7 +1,11 @@
 """The escalation service: no case stalls unseen between two agencies.
 
 Consumes: `ketenbus.cases` (the validated case log), in batches, as consumer
-group `ketenbus-escalation`.
+group `ketenbus-escalation`. Of the bus operator's own events it applies only
+its expiries, and an `escalation-acknowledged` or `escalation-resolved` from the
+console (`urn:nld:oin:<operator OIN>:systeem:ketenbus-console`, built by
+`team_actions`): that is the act of its `data.team`'s agency, under the same
+rules as the agency's own (the team alerted last, or one above it on the path).
 
 Produces, as `urn:nld:oin:<operator OIN>:systeem:ketenbus-escalation`:
 - `escalation-raised` to `ketenbus.escalations` (key = case id), to

@@ -29,7 +29,7 @@ from services.escalation.react import react
 from services.escalation.workspace import Workspace, log, log_notes
 from services.runtime.kafka import Outgoing
 from services.runtime.store import write_transaction
-from services.tracker.state import emitter_of
+from services.tracker.state import actor_of
 
 Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
@@ -71,7 +71,7 @@ class CaseLogConsumer:
                 origin = Origin(
                     record.topic, record.partition, record.offset, record.key, record.value
                 )
-                react(ws, ctx, event, emitter_of(event.source, ctx.registry), origin)
+                react(ws, ctx, event, actor_of(event, ctx.registry), origin)
             await store.save(connection, ws, [event.id for _, event in new])
             await self.publish(await audited(connection, ws.outbox, ws.files, ctx))
         return ws

@@ -49,7 +49,11 @@ from services.tracker.state import OPERATOR, Applied, CaseState, decide
 def react(
     ws: Workspace, ctx: Context, event: CaseEvent[Any], emitter: str | None, origin: Origin
 ) -> None:
-    """Apply one event from the case log, emitted by `emitter` (None: not in the registry)."""
+    """Apply one event from the case log, the act of `emitter` (None: not in the registry).
+
+    `emitter` is `tracker.state.actor_of`: a team's acknowledgement or resolution
+    from the console arrives as its agency's, not the operator's.
+    """
     if emitter is None:
         return  # foreign sources are the tracker's to record
     file = ws.files.get(event.subject)

@@ -1,7 +1,10 @@
 """The tracker: keeps every case's current state and its timeline in the case store.
 
 Consumes: `ketenbus.cases` (the validated case log), in batches, as consumer
-group `ketenbus-tracker`.
+group `ketenbus-tracker`. An `escalation-acknowledged` or `escalation-resolved`
+from the console (`urn:nld:oin:<operator OIN>:systeem:ketenbus-console`) is
+recorded as the act of its `data.team`'s agency (`state.actor_of`): the team
+acted through the console.
 
 Produces: nothing on Kafka; it writes the case store (`cases`, `case_timeline`,
 see `services.runtime.tables`), which `ketenbus case`, `ketenbus cases`,

@@ -33,8 +33,8 @@ from services.tracker.state import (
     Decision,
     PendingHandoff,
     Refused,
+    actor_of,
     decide,
-    emitter_of,
     escalation_agencies,
 )
 from services.tracker.timeline import facts_of
@@ -91,7 +91,7 @@ async def apply_batch(
             if event.id in seen:
                 duplicates.append(event)
                 continue
-            emitter = emitter_of(event.source, registry)
+            emitter = actor_of(event, registry)
             state = states.get(event.subject)
             path = (
                 escalation_agencies(registry, state.category)

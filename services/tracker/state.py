@@ -11,6 +11,11 @@ with outcome `handoff-forced` gives the case to `handoff_to`. That overrides
 the warm handover on purpose (the escalation exists because the handover
 stalled), so only those with the power to decide may do it: an agency with a
 team on the case's escalation path, or the bus operator.
+
+Who did it (`actor_of`): the agency behind the event's source, except for an
+acknowledgement or resolution from the console (`console_source`, the bus
+operator's `ketenbus-console` system): a team member acts there for its team,
+so it is the act of `data.team.agency`, held to that agency's rules.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from contracts.envelope import CaseEvent, oin_of_source
+from contracts.envelope import CaseEvent, oin_of_source, source_urn
 from contracts.events import (
     CaseClosed,
     CaseOpened,
     DeliveryFailed,
+    EscalationAcknowledged,
     EscalationResolved,
     HandoffAccepted,
     HandoffExpired,
@@ -35,6 +41,9 @@ from contracts.registry import AgencyRegistry
 
 OPERATOR = "ketenbus"
 """The name the bus operator emits under (its OIN is `registry.operator.oin`)."""
+
+CONSOLE_SYSTEM = "ketenbus-console"
+"""The console's system name: its team actions come from the operator's OIN under it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,23 @@ def emitter_of(source: str, registry: AgencyRegistry) -> str | None:
         return OPERATOR
     agency = registry.agency_by_oin(oin)
     return agency.code if agency is not None else None
+
+
+def console_source(registry: AgencyRegistry) -> str:
+    """The `source` of a team's acknowledgement or resolution sent from the console."""
+    return source_urn(registry.operator.oin, CONSOLE_SYSTEM)
+
+
+def actor_of(event: CaseEvent[Any], registry: AgencyRegistry) -> str | None:
+    """Whose act `event` is: its emitter (`emitter_of`), except a team's acknowledgement
+    or resolution from the console, which is the act of the team's agency (None if that
+    agency is not in the registry). Nothing else from the console speaks for an agency."""
+    if isinstance(event, EscalationAcknowledged | EscalationResolved) and (
+        event.source == console_source(registry)
+    ):
+        agency = registry.agency(event.data.team.agency)
+        return agency.code if agency is not None else None
+    return emitter_of(event.source, registry)
 
 
 def escalation_agencies(registry: AgencyRegistry, category: str) -> frozenset[str]:

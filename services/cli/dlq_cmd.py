@@ -72,30 +72,10 @@ def show(
     The value is pretty-printed JSON, or else its length and its first 64 bytes
     in hex. Each replay says where it went and whether the router refused it again.
     """
-    from contracts import topics
     from services import dead_letters as dl
     from services.runtime.settings import Settings
 
-    settings = Settings()
-
-    async def read() -> tuple[dl.DeadLetter, list[dl.ReplayEntry] | None, str | None]:
-        letters = await dl.read_dead_letters(settings)
-        letter = dl.find(letters, dlq_id)
-        origin = letter.origin_topic
-        if origin is None or topics.agency_of_outbox(origin) is None:
-            return letter, None, None
-        try:
-            origin_records = await dl.read_topic(settings, origin)
-        except UserError:
-            # The dead letter itself is read; its history is extra and may be unreachable.
-            return letter, None, None
-        return (
-            letter,
-            dl.replay_history(letter, origin_records, letters),
-            dl.replayed_from(letter, origin_records),
-        )
-
-    letter, history, replay_of = asyncio.run(read())
+    letter, history, replay_of = asyncio.run(dl.read_with_history(Settings(), dlq_id))
     if as_json:
         typer.echo(json.dumps(dl.show_json(letter, history, replay_of), indent=2))
     else:

@@ -31,10 +31,16 @@ Guarantees:
   after it sent.
 """
 
-from services.dead_letters.kafka import publish_replays, read_dead_letters, read_topic
+from services.dead_letters.kafka import (
+    publish_replays,
+    read_dead_letters,
+    read_topic,
+    read_with_history,
+)
 from services.dead_letters.letters import (
     NO_REASON,
     DeadLetter,
+    NoSuchDeadLetter,
     Record,
     counts,
     find,
@@ -69,6 +75,7 @@ __all__ = [
     "NO_REASON",
     "REPLAY_OF",
     "DeadLetter",
+    "NoSuchDeadLetter",
     "NotReplayable",
     "Record",
     "Replay",
@@ -85,6 +92,7 @@ __all__ = [
     "publish_replays",
     "read_dead_letters",
     "read_topic",
+    "read_with_history",
     "render_counts",
     "render_list",
     "render_refused",

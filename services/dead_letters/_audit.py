@@ -15,13 +15,16 @@ def _operator() -> str:
         return "unknown"
 
 
-def audit_fields(letter: DeadLetter) -> dict[str, Any]:
-    """What the audit log says of a dead letter: where it came from and why, never its value."""
+def audit_fields(letter: DeadLetter, actor: str | None = None) -> dict[str, Any]:
+    """What the audit log says of a dead letter: where it came from and why, never its value.
+
+    `actor`: who acted (the console's logged-in operator); None: the login running the CLI.
+    """
     return {
         "dlq_id": letter.id,
         "origin_topic": letter.origin_topic,
         "reason_code": letter.reason_code,
         "case_id": str(letter.case_id) if letter.case_id else None,
         "event_id": letter.event_id,
-        "operator": _operator(),
+        "operator": actor or _operator(),
     }

@@ -13,8 +13,21 @@ from typing import Any
 
 from contracts import topics
 from services.dead_letters._audit import audit_fields
-from services.dead_letters.letters import DeadLetter, Record, oldest_first, parse_dead_letter
-from services.dead_letters.replay import Replay, Replayed
+from services.dead_letters.letters import (
+    DeadLetter,
+    Record,
+    find,
+    oldest_first,
+    parse_dead_letter,
+    parse_id,
+)
+from services.dead_letters.replay import (
+    Replay,
+    Replayed,
+    ReplayEntry,
+    replay_history,
+    replayed_from,
+)
 from services.runtime.errors import UserError
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -103,17 +116,46 @@ async def read_dead_letters(settings: Settings) -> list[DeadLetter]:
     return oldest_first(parse_dead_letter(r) for r in await read_topic(settings, topics.DLQ))
 
 
+async def read_with_history(
+    settings: Settings, dlq_id: str
+) -> tuple[DeadLetter, list[ReplayEntry] | None, str | None]:
+    """One dead letter, its replays and the dead letter it is the refusal of a replay of.
+
+    The history is None when the dead letter did not come from an agency outbox
+    or its outbox cannot be read: the dead letter itself is what was asked for.
+    A malformed ID or one not on the topic is a UserError.
+    """
+    parse_id(dlq_id)  # a malformed ID fails before the topic is read
+    letters = await read_dead_letters(settings)
+    letter = find(letters, dlq_id)
+    origin = letter.origin_topic
+    if origin is None or topics.agency_of_outbox(origin) is None:
+        return letter, None, None
+    try:
+        origin_records = await read_topic(settings, origin)
+    except UserError:
+        # The dead letter itself is read; its history is extra and may be unreachable.
+        return letter, None, None
+    return (
+        letter,
+        replay_history(letter, origin_records, letters),
+        replayed_from(letter, origin_records),
+    )
+
+
 async def publish_replays(
     settings: Settings,
     plans: Sequence[Replay],
     on_replayed: Callable[[Replayed], None],
     *,
     timeout: float = 15.0,
+    actor: str | None = None,
 ) -> list[Replayed]:
     """Produce each replay in order, log it for the audit, and report it once Kafka has it.
 
     Each is awaited before the next, so a failure leaves the ones before it
-    replayed and reported, and nothing after it sent.
+    replayed and reported, and nothing after it sent. `actor`: who replays, for
+    the audit (None: the login running the process).
     """
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
@@ -151,7 +193,7 @@ async def publish_replays(
             replayed = Replayed(plan, meta.partition, meta.offset)
             log.info(
                 "dead letter replayed",
-                **audit_fields(plan.letter),
+                **audit_fields(plan.letter, actor),
                 replayed_to_partition=meta.partition,
                 replayed_to_offset=meta.offset,
             )

@@ -26,6 +26,10 @@ _SHOWN_TEXT = 100
 """At most this many characters of an event id or type taken from a value."""
 
 
+class NoSuchDeadLetter(UserError):
+    """A dead letter ID that is not on the topic (now: Kafka may have deleted it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One Kafka record as read: where it is, when it was written, and what it holds."""
@@ -143,7 +147,7 @@ def find(letters: Iterable[DeadLetter], dlq_id: str) -> DeadLetter:
     for letter in letters:
         if (letter.record.partition, letter.record.offset) == position:
             return letter
-    raise UserError(f"no dead letter {dlq_id.strip()} on {topics.DLQ}")
+    raise NoSuchDeadLetter(f"no dead letter {dlq_id.strip()} on {topics.DLQ}")
 
 
 def oldest_first(letters: Iterable[DeadLetter]) -> list[DeadLetter]:

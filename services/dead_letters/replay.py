@@ -95,9 +95,10 @@ def plan_replays(letters: Iterable[DeadLetter]) -> tuple[list[Replay], list[NotR
     return plans, refused
 
 
-def log_refused(refusal: NotReplayable) -> None:
+def log_refused(refusal: NotReplayable, actor: str | None = None) -> None:
+    """Log the refusal for the audit; `actor` as in `_audit.audit_fields`."""
     get_logger("ketenbus.dlq").warning(
-        "dead letter replay refused", why=refusal.why, **audit_fields(refusal.letter)
+        "dead letter replay refused", why=refusal.why, **audit_fields(refusal.letter, actor)
     )
 
 

@@ -8,7 +8,8 @@ committed and no group is joined: looking changes nothing on the bus.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,11 +72,61 @@ async def group_lags(
     Connecting and reading are each bounded by `timeout`; an unreachable broker,
     a missing topic or a timeout is a UserError.
     """
-    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
     bootstrap = bootstrap_of(settings)
     security = client_security(settings)
+    async with _reader(bootstrap, security, timeout) as reader:
+        try:
+            return await asyncio.wait_for(_measure(reader, bootstrap, security, groups), timeout)
+        except TimeoutError:
+            raise UserError(
+                f"consumer group offsets not read from {bootstrap} in {timeout:g} s"
+            ) from None
+        except KafkaError as exc:
+            raise UserError(f"cannot read consumer group offsets from {bootstrap}: {exc}") from None
+
+
+async def high_watermarks(
+    settings: Settings, names: Sequence[str], *, timeout: float = LAG_TIMEOUT
+) -> dict[tuple[str, int], int]:
+    """The log end (fetch high-watermark) of every partition of the topics in `names`.
+
+    Keyed by (topic, partition); topics that do not exist are left out. Like
+    `group_lags`, connecting and reading are each bounded by `timeout`, and an
+    unreachable broker or a timeout is a UserError.
+    """
+    from aiokafka import TopicPartition
+    from aiokafka.errors import KafkaError
+
+    bootstrap = bootstrap_of(settings)
+
+    async def read(reader: Any) -> dict[tuple[str, int], int]:
+        existing = await reader.topics()
+        partitions = [
+            TopicPartition(name, number)
+            for name in sorted(set(names) & existing)
+            for number in sorted(reader.partitions_for_topic(name) or ())
+        ]
+        ends = await _high_watermarks(reader, partitions) if partitions else {}
+        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+    async with _reader(bootstrap, client_security(settings), timeout) as reader:
+        try:
+            return await asyncio.wait_for(read(reader), timeout)
+        except TimeoutError:
+            raise UserError(f"log ends not read from {bootstrap} in {timeout:g} s") from None
+        except KafkaError as exc:
+            raise UserError(f"cannot read log ends from {bootstrap}: {exc}") from None
+
+
+@asynccontextmanager
+async def _reader(
+    bootstrap: str, security: Mapping[str, Any], timeout: float
+) -> AsyncIterator[Any]:
+    """A started consumer without a group that fetches little: for reading high-watermarks."""
+    from aiokafka import AIOKafkaConsumer
+
     reader = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -92,13 +143,7 @@ async def group_lags(
             f"no Kafka broker answers on {bootstrap}; is `ketenbus up` running?"
         ) from None
     try:
-        return await asyncio.wait_for(_measure(reader, bootstrap, security, groups), timeout)
-    except TimeoutError:
-        raise UserError(
-            f"consumer group offsets not read from {bootstrap} in {timeout:g} s"
-        ) from None
-    except KafkaError as exc:
-        raise UserError(f"cannot read consumer group offsets from {bootstrap}: {exc}") from None
+        yield reader
     finally:
         await reader.stop()
 

@@ -75,9 +75,9 @@ ROUTER_GROUP = "ketenbus-router"
 TRACKER_GROUP = "ketenbus-tracker"
 ESCALATION_GROUP = "ketenbus-escalation"
 
-CONSOLE_READS: tuple[str, ...] = ()
-"""Topics the console consumes. None yet (services/console only asks for cluster
-metadata, which needs no ACL); add them here when it starts reading the bus."""
+CONSOLE_READS: tuple[str, ...] = (topics.DLQ,)
+"""Topics the console reads records of: the dead letters it lists, shows and counts.
+It reads by partition assignment, so it needs no consumer group."""
 
 
 def agency_principal(code: str) -> str:
@@ -150,6 +150,17 @@ def kafka_acls(registry: AgencyRegistry) -> list[Acl]:
     )
 
     acls += _reads(CONSOLE, CONSOLE_READS)
+    # Lag and rates: every topic's log end (DESCRIBE) and the services' committed offsets.
+    acls += [
+        acl for name in bus_topics(registry) for acl in _on_topic(CONSOLE, name, Operation.DESCRIBE)
+    ]
+    acls += [
+        Acl(CONSOLE, ResourceType.GROUP, group, PatternType.LITERAL, Operation.DESCRIBE)
+        for group in (ROUTER_GROUP, TRACKER_GROUP, ESCALATION_GROUP)
+    ]
+    # A team's acknowledgement or resolution goes on the case log; a replayed dead
+    # letter goes back to the outbox it came from, as its agency signed it.
+    acls += _writes(CONSOLE, [topics.CASES, *outboxes])
 
     # The set-up job creates exactly the topics of this registry, then waits until it sees them.
     acls += [

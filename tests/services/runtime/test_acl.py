@@ -161,7 +161,7 @@ def test_no_agency_acl_has_a_wildcard_or_a_prefixed_topic(registry: AgencyRegist
     assert [] == [a for a in agency_acls if a.resource_type is ResourceType.CLUSTER]
 
 
-def test_every_outbox_has_exactly_one_writer_and_every_inbox_one_agency_reader(
+def test_every_outbox_has_one_agency_writer_besides_the_console_and_every_inbox_one_reader(
     registry: AgencyRegistry,
 ) -> None:
     acls = kafka_acls(registry)
@@ -174,7 +174,9 @@ def test_every_outbox_has_exactly_one_writer_and_every_inbox_one_agency_reader(
 
     for agency in registry.agencies:
         outbox = topics.outbox(agency.code)
-        assert [agency_principal(agency.code)] == [p for (t, p) in writers if t == outbox]
+        # The console only puts back dead letters as their agency signed them (the router
+        # checks that signature again), so it can replay but never speak for an agency.
+        assert [agency_principal(agency.code), CONSOLE] == [p for (t, p) in writers if t == outbox]
         assert 1 == agency_readers[topics.inbox(agency.code)]
 
 
@@ -291,11 +293,29 @@ def test_every_topic_a_service_package_names_is_granted_to_that_service(
         assert set() == _code_topics(package, registry) - granted, package
 
 
-def test_the_console_gets_no_topic_or_group_while_it_consumes_nothing(
+def test_the_console_reads_dead_letters_writes_the_case_log_and_outboxes_and_describes_the_rest(
     registry: AgencyRegistry,
 ) -> None:
-    assert set() == _code_topics("console", registry)
-    assert [] == [a for a in kafka_acls(registry) if a.principal == CONSOLE]
+    acls = kafka_acls(registry)
+    outboxes = {topics.outbox(agency.code) for agency in registry.agencies}
+    described = {
+        a.resource_name
+        for a in acls
+        if a.principal == CONSOLE and a.operation == Operation.DESCRIBE
+    }
+
+    assert {topics.DLQ} == _topics(acls, CONSOLE, Operation.READ)
+    assert {topics.CASES, *outboxes} == _topics(acls, CONSOLE, Operation.WRITE)
+    assert (
+        set(bus_topics(registry))
+        | {
+            acl_module.ROUTER_GROUP,
+            acl_module.TRACKER_GROUP,
+            acl_module.ESCALATION_GROUP,
+        }
+        == described
+    )
+    assert set() == _groups(acls, CONSOLE)
 
 
 def test_the_init_job_may_create_and_describe_exactly_the_bus_topics(

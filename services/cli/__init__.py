@@ -14,6 +14,7 @@ from contracts.parse import EventRejected
 from contracts.registry import RegistryInvalid
 from services.cli import (
     acl_cmd,
+    alerts_cmd,
     audit_cmd,
     bench_cmd,
     broker_cmd,
@@ -67,6 +68,7 @@ app.add_typer(contracts_cmd.app, name="contracts")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(dlq_cmd.app, name="dlq")
+app.add_typer(alerts_cmd.app, name="alerts")
 
 
 def main() -> None:

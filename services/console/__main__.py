@@ -20,7 +20,9 @@ def main() -> None:
             "ketenbus console: set KETENBUS_KAFKA_BOOTSTRAP, or start the bus with `ketenbus up`"
         )
     try:
-        app = create_console(settings.kafka_bootstrap, settings.health_targets, settings=settings)
+        app = create_console(
+            settings, bootstrap=settings.kafka_bootstrap, health_targets=settings.health_targets
+        )
     except UserError as exc:
         sys.exit(f"ketenbus console: {exc}")
     uvicorn.run(app, host=settings.console_host, port=settings.console_port, log_level="warning")

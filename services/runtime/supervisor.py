@@ -15,8 +15,11 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from contracts.registry import AgencyRegistry
 from services.console.app import create_console
+from services.demo.console_users import credentials_path, demo_console_users
 from services.demo.keys import demo_registry
 from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
 from services.runtime.http import http_server
@@ -87,10 +90,9 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
         kafka = settings.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
         log.info("embedded broker started", bootstrap=bootstrap, storage="memory-only")
     children: list[Child] = []
-    registry_path = settings.registry
+    registry_path, console_settings = settings.registry, kafka
     if demo:
-        # The demo plays every agency: the bus checks their signatures against demo keys.
-        registry_path = demo_registry(settings.data_dir, registry)
+        registry_path, console_settings = _demo_setup(kafka, registry)
     try:
         await ensure_topics(
             bootstrap, bus_topics(registry), partitions=settings.topic_partitions, settings=kafka
@@ -116,11 +118,13 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
         for child in children:
             await child.start()
         targets = {c.name: c.health_url for c in children if c.health_url}
-        console = http_server(
-            create_console(bootstrap, targets, settings=kafka),
-            settings.console_host,
-            settings.console_port,
+        console_app = create_console(
+            console_settings,
+            bootstrap=bootstrap,
+            health_targets=targets,
+            registry_path=registry_path,
         )
+        console = http_server(console_app, settings.console_host, settings.console_port)
         serving = asyncio.create_task(console.serve())
         _print_banner(settings, bootstrap, embedded is not None, demo)
         restart: Callable[[], Awaitable[None]] | None = None
@@ -142,6 +146,16 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
         if embedded is not None:
             embedded.stop()
         log.info("bus stopped")
+
+
+def _demo_setup(settings: Settings, registry: AgencyRegistry) -> tuple[Path, Settings]:
+    """The demo's registry file and the console's settings with the demo's logins."""
+    # The demo plays every agency: the bus checks their signatures against demo keys.
+    registry_path = demo_registry(settings.data_dir, registry)
+    if settings.console_users is not None:
+        return registry_path, settings
+    users = demo_console_users(settings.data_dir, registry)
+    return registry_path, settings.model_copy(update={"console_users": users})
 
 
 async def _watch(
@@ -230,8 +244,10 @@ def _print_banner(settings: Settings, bootstrap: str, embedded: bool, demo: bool
         "",
         "Ketenbus is up.",
         f"  broker   {bootstrap}" + ("  (embedded, memory-only)" if embedded else ""),
+        f"  console  {console}/",
         f"  health   {console}/healthz",
         f"  store    {settings.database}",
+        *_console_logins(settings, demo),
         "",
         "Follow the cases:",
         "  ketenbus cases                 the most recent cases, their holder and status",
@@ -243,3 +259,11 @@ def _print_banner(settings: Settings, bootstrap: str, embedded: bool, demo: bool
         lines.append("  ketenbus emit --as belastingdienst event.json   send an event yourself")
     lines.append("Stop with Ctrl-C.\n")
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _console_logins(settings: Settings, demo: bool) -> list[str]:
+    if settings.console_users is not None:
+        return [f"  logins   users file {settings.console_users}"]
+    if demo:
+        return [f"  logins   {credentials_path(settings.data_dir)}  (demo users and tokens)"]
+    return ["  logins   none: set KETENBUS_CONSOLE_USERS (entries: `ketenbus keys user`)"]

@@ -26,6 +26,7 @@ VERBS = [
     ["acl"],
     ["keys"],
     ["keys", "new"],
+    ["keys", "user"],
     ["audit"],
     ["audit", "verify"],
     ["dlq"],
@@ -35,9 +36,13 @@ VERBS = [
     ["dlq", "counts"],
     ["lag"],
     ["tail"],
+    ["alerts"],
+    ["alerts", "ack"],
+    ["alerts", "resolve"],
     ["contracts"],
     ["contracts", "export"],
     ["contracts", "check"],
+    ["contracts", "asyncapi"],
     ["bench"],
     ["bench", "router"],
 ]
@@ -138,3 +143,9 @@ def test_the_broker_verb_serves_kafka_and_stops_cleanly_on_sigterm() -> None:
         socket.create_connection(("127.0.0.1", port), timeout=1),
     ):
         pass
+
+
+def test_keys_user_with_an_unknown_team_is_one_line() -> None:
+    result = run("keys", "user", "x", "--role", "team", "--team", "uwv/nope", "--token")
+
+    assert "ketenbus: --team: uwv has no escalation team 'nope'" == _one_line_failure(result)

@@ -1,4 +1,5 @@
-"""`ketenbus keys new`: a private key only its owner reads, never overwritten, never shown."""
+"""`ketenbus keys new`: a private key only its owner reads, never overwritten, never shown;
+`ketenbus keys user`: a console users file entry the console accepts."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import typer
 from typer.testing import CliRunner, Result
 
 from contracts.agency_client import AgencyKeys
+from contracts.registry import AgencyRegistry
 from services.cli import keys_cmd
+from services.console.users import load_users, token_sha256
 from services.runtime.errors import UserError
+
+TEAM = "belastingdienst/inning-teamleiding"
 
 
 def keys_new(*args: str) -> Result:
@@ -72,3 +77,67 @@ def test_keys_new_never_prints_the_private_key(tmp_path: Path) -> None:
     assert private not in result.output
     assert private not in result.stderr
     assert private[:16] not in result.output
+
+
+def keys_user(*args: str, password: str | None = None) -> Result:
+    cli = typer.Typer()
+    cli.add_typer(keys_cmd.app, name="keys")
+    given = f"{password}\n{password}\n" if password is not None else None
+    return CliRunner().invoke(cli, ["keys", "user", *args], input=given)
+
+
+def _users_file(tmp_path: Path, section: str, stdout: str) -> Path:
+    path = tmp_path / "users.yaml"
+    path.write_text(f"{section}:\n{stdout}", encoding="utf-8")
+    return path
+
+
+def test_keys_user_prints_an_entry_whose_password_logs_in(
+    tmp_path: Path, registry: AgencyRegistry
+) -> None:
+    result = keys_user("inning", "--role", "team", "--team", TEAM, password="long-password-1")
+
+    assert 0 == result.exit_code, result.output
+    assert "long-password-1" not in result.stdout
+    users = load_users(_users_file(tmp_path, "users", result.stdout), registry)
+    principal = users.login("inning", "long-password-1")
+    assert principal is not None
+    assert TEAM == principal.team_label
+
+
+def test_keys_user_token_is_shown_once_on_stderr_and_stored_as_its_sha256(
+    tmp_path: Path, registry: AgencyRegistry
+) -> None:
+    result = keys_user("cli", "--role", "operator", "--token")
+
+    assert 0 == result.exit_code, result.output
+    token = result.stderr.split("keep it secret): ")[1].split()[0]
+    assert token not in result.stdout
+    assert token_sha256(token) in result.stdout
+    users = load_users(_users_file(tmp_path, "tokens", result.stdout), registry)
+    assert "operator" == getattr(users.by_token(token), "role", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--role", "team", "--team", "uwv/nope"], "uwv has no escalation team 'nope'"),
+        (["--role", "team"], "--team AGENCY/TEAM goes with --role team"),
+        (["--role", "operator", "--team", TEAM], "--team AGENCY/TEAM goes with --role team"),
+        (["--role", "admin"], "--role must be operator or team"),
+    ],
+)
+def test_keys_user_refuses_a_role_or_team_the_console_would_refuse(
+    args: list[str], reason: str
+) -> None:
+    result = keys_user("someone", *args, "--token")
+
+    assert isinstance(result.exception, UserError)
+    assert reason in str(result.exception)
+
+
+def test_keys_user_refuses_a_short_password() -> None:
+    result = keys_user("operator", "--role", "operator", password="short")
+
+    assert isinstance(result.exception, UserError)
+    assert "at least 12 characters" in str(result.exception)

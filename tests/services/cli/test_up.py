@@ -1,10 +1,12 @@
-"""`ketenbus up --demo`, as a newcomer runs it: healthy, cases move, and it stops cleanly."""
+"""`ketenbus up --demo`, as a newcomer runs it: healthy, cases move, the demo operator logs
+in to the console, and it stops cleanly."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -60,6 +62,18 @@ def _case_with_accepted_handoff(env: dict[str, str], timeout: float) -> dict[str
     raise AssertionError(f"no case with an accepted handoff in {timeout} s")
 
 
+def _demo_operator_login(console: str, data_dir: Path) -> object:
+    """Log in as the demo's operator with the password from the credentials file."""
+    lines = (data_dir / "console-credentials.txt").read_text(encoding="utf-8").splitlines()
+    password = next(
+        line.split()[2] for line in lines if line.split()[:2] == ["password", "operator"]
+    )
+    with httpx.Client(base_url=console, timeout=10) as client:
+        login = client.post("/login", data={"username": "operator", "password": password})
+        assert 303 == login.status_code, login.text
+        return client.get("/api/whoami").json()
+
+
 def test_up_with_demo_is_healthy_moves_cases_and_stops_everything(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -79,6 +93,9 @@ def test_up_with_demo_is_healthy_moves_cases_and_stops_everything(tmp_path: Path
             f"http://127.0.0.1:{env['KETENBUS_CONSOLE_PORT']}/healthz", process, timeout=60
         )
         case = _case_with_accepted_handoff(env, timeout=60)
+        whoami = _demo_operator_login(
+            f"http://127.0.0.1:{env['KETENBUS_CONSOLE_PORT']}", tmp_path / "state"
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
@@ -88,6 +105,8 @@ def test_up_with_demo_is_healthy_moves_cases_and_stops_everything(tmp_path: Path
     assert {"router", "tracker", "escalation"} == set(health["services"])  # type: ignore[arg-type]
     assert "up" == health["broker"]["state"]  # type: ignore[index]
     assert "open" == case["status"] or "closed" == case["status"]
+    assert {"name": "operator", "role": "operator", "team": None} == whoami
+    assert 0o600 == stat.S_IMODE((tmp_path / "state" / "console-credentials.txt").stat().st_mode)
     assert 0 == code
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{env['KETENBUS_CONSOLE_PORT']}/healthz", timeout=1)

@@ -8,6 +8,7 @@ built with.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from services.console import health as console_health
+from services.console import state as console_state
 from services.console.app import create_console
 from services.console.health import BusHealth
 from services.runtime import kafka, service, topics
@@ -241,12 +243,13 @@ async def test_the_health_check_without_settings_connects_plaintext(
     assert [{}] == [_security_of(kwargs) for kwargs in recorded.kwargs]
 
 
-async def test_the_console_healthz_checks_the_broker_as_the_sasl_user(
-    monkeypatch: pytest.MonkeyPatch, recorded: Recorded
+async def test_the_console_producer_and_healthz_connect_as_the_sasl_user(
+    monkeypatch: pytest.MonkeyPatch, recorded: Recorded, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(console_health, "AIOKafkaAdminClient", recorded.client())
-    settings = _sasl()
-    app = create_console(BOOTSTRAP, {}, settings=settings)
+    monkeypatch.setattr(console_state, "AIOKafkaProducer", recorded.client())
+    settings = _sasl(data_dir=tmp_path)
+    app = create_console(settings, bootstrap=BOOTSTRAP, health_targets={})
 
     async with (
         app.router.lifespan_context(app),
@@ -254,15 +257,16 @@ async def test_the_console_healthz_checks_the_broker_as_the_sasl_user(
             transport=httpx.ASGITransport(app=app), base_url="http://console"
         ) as client,
     ):
+        await app.state.console.started_producer()
         response = await client.get("/healthz")
 
     assert 200 == response.status_code
-    assert [client_security(settings)] == [_security_of(kwargs) for kwargs in recorded.kwargs]
+    assert [client_security(settings)] * 2 == [_security_of(kw) for kw in recorded.kwargs]
 
 
 def test_a_console_with_sasl_but_no_username_is_a_user_error() -> None:
     with pytest.raises(UserError, match="KETENBUS_KAFKA_SASL_USERNAME"):
-        create_console(BOOTSTRAP, {}, settings=_sasl(kafka_sasl_username=None))
+        create_console(_sasl(kafka_sasl_username=None), bootstrap=BOOTSTRAP, health_targets={})
 
 
 # A service's start-up reachability check

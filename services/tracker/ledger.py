@@ -8,7 +8,9 @@ fails whole and its batch is replayed.
 
 Throughput: a batch costs a fixed number of statements whatever its size: load
 the cases it touches, find the ids already seen, insert the timeline rows,
-insert the new cases, update the changed ones.
+insert the new cases, update the changed ones. On PostgreSQL they take arrays,
+COPY and asyncpg's executemany (`ledger_pg`); elsewhere (SQLite) SQLAlchemy
+Core statements, with the ids in chunks of `CHUNK`.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import CaseEvent
-from contracts.events import EscalationResolved
+from contracts.events import EscalationAcknowledged, EscalationResolved
 from contracts.registry import AgencyRegistry
 from services.runtime.store import write_transaction
 from services.runtime.tables import case_timeline, cases
+from services.tracker import ledger_pg
+from services.tracker.ledger_pg import CASE_COLUMNS, TIMELINE_COLUMNS
 from services.tracker.state import (
     Applied,
     CaseState,
@@ -35,6 +39,7 @@ from services.tracker.state import (
     Refused,
     actor_of,
     decide,
+    emitter_of,
     escalation_agencies,
 )
 from services.tracker.timeline import facts_of
@@ -78,20 +83,25 @@ async def apply_batch(
         return BatchResult(duplicates=duplicates)
     now = datetime.now(UTC)
     async with write_transaction(engine) as connection:
+        postgres = connection.dialect.name == "postgresql"
         # Lock the cases first: a concurrent writer of the same cases finishes
         # before we look for the ids it may have recorded.
-        states: dict[UUID, CaseState | None] = dict(
-            await _load_cases(connection, {event.subject for event in fresh})
-        )
+        case_ids = {event.subject for event in fresh}
+        states: dict[UUID, CaseState | None] = dict.fromkeys(case_ids)
+        rows = await (ledger_pg.load_cases if postgres else _load_cases)(connection, case_ids)
+        for row in rows:
+            states[row.case_id] = state_of(row)
         existing = {case_id for case_id, state in states.items() if state is not None}
-        seen = await _seen_ids(connection, [event.id for event in fresh])
+        ids = [event.id for event in fresh]
+        seen = await (ledger_pg.seen_ids if postgres else _seen_ids)(connection, ids)
         recorded: list[Recorded] = []
         changed: set[UUID] = set()
+        actors = _Actors(registry)
         for event in fresh:
             if event.id in seen:
                 duplicates.append(event)
                 continue
-            emitter = actor_of(event, registry)
+            emitter = actors.of(event)
             state = states.get(event.subject)
             path = (
                 escalation_agencies(registry, state.category)
@@ -103,9 +113,37 @@ async def apply_batch(
                 states[event.subject] = decision.state
                 changed.add(event.subject)
             recorded.append(Recorded(event, emitter, decision))
-        changed_states = [state for key in changed if (state := states[key]) is not None]
-        await _write(connection, recorded, changed_states, existing, now)
+        # In key order, as the locks were taken: two writers of new cases queue, not deadlock.
+        changed_states = [state for key in sorted(changed) if (state := states[key]) is not None]
+        timeline = [timeline_row(r) for r in recorded]
+        new = [case_row(s, now) for s in changed_states if s.case_id not in existing]
+        updated = [case_row(s, now) for s in changed_states if s.case_id in existing]
+        if postgres:
+            await ledger_pg.write(connection, timeline, new, updated)
+        else:
+            await _write(connection, timeline, new, updated)
     return BatchResult(recorded, duplicates)
+
+
+class _Actors:
+    """`actor_of`, remembering the emitter of each `source` within a batch.
+
+    A batch holds the events of a few systems; looking each one's OIN up once
+    is enough. A team's act from the console depends on the event, not only its
+    source, so those go to `actor_of` every time.
+    """
+
+    def __init__(self, registry: AgencyRegistry) -> None:
+        self.registry = registry
+        self.by_source: dict[str, str | None] = {}
+
+    def of(self, event: CaseEvent[Any]) -> str | None:
+        if isinstance(event, EscalationAcknowledged | EscalationResolved):
+            return actor_of(event, self.registry)
+        source = event.source
+        if source not in self.by_source:
+            self.by_source[source] = emitter_of(source, self.registry)
+        return self.by_source[source]
 
 
 def _first_of_each_id(
@@ -131,10 +169,8 @@ def _chunks(items: Iterable[T]) -> Iterator[list[T]]:
         yield batch
 
 
-async def _load_cases(
-    connection: AsyncConnection, case_ids: set[UUID]
-) -> dict[UUID, CaseState | None]:
-    found: dict[UUID, CaseState | None] = dict.fromkeys(case_ids)
+async def _load_cases(connection: AsyncConnection, case_ids: set[UUID]) -> list[Row[Any]]:
+    found: list[Row[Any]] = []
     for chunk in _chunks(sorted(case_ids)):
         # In key order, so two writers lock rows in the same order (no deadlock).
         query = (
@@ -143,8 +179,7 @@ async def _load_cases(
             .order_by(cases.c.case_id)
             .with_for_update()
         )
-        for row in await connection.execute(query):
-            found[row.case_id] = state_of(row)
+        found.extend(await connection.execute(query))
     return found
 
 
@@ -158,67 +193,68 @@ async def _seen_ids(connection: AsyncConnection, event_ids: list[UUID]) -> set[U
 
 async def _write(
     connection: AsyncConnection,
-    recorded: list[Recorded],
-    changed: list[CaseState],
-    existing: set[UUID],
-    now: datetime,
+    timeline: list[tuple[Any, ...]],
+    new: list[tuple[Any, ...]],
+    updated: list[tuple[Any, ...]],
 ) -> None:
     """Executemany statements: one round trip each, whatever the batch size."""
-    if recorded:
-        await connection.execute(insert(case_timeline), [_timeline_row(r) for r in recorded])
-    new = [_case_row(state, now) for state in changed if state.case_id not in existing]
+    if timeline:
+        rows = [dict(zip(TIMELINE_COLUMNS, row, strict=True)) for row in timeline]
+        await connection.execute(insert(case_timeline), rows)
     if new:
-        await connection.execute(insert(cases), new)
-    updated = []
-    for state in changed:
-        if state.case_id in existing:
-            row = _case_row(state, now)
-            row["key"] = row.pop("case_id")  # SET every column but the key
-            updated.append(row)
+        await connection.execute(
+            insert(cases), [dict(zip(CASE_COLUMNS, row, strict=True)) for row in new]
+        )
     if updated:
+        # SET every column but the key, found by `key`.
+        keyed = [
+            {"key": row[0], **dict(zip(CASE_COLUMNS[1:], row[1:], strict=True))} for row in updated
+        ]
         by_key = update(cases).where(cases.c.case_id == bindparam("key"))
-        await connection.execute(by_key, updated)
+        await connection.execute(by_key, keyed)
 
 
-def _timeline_row(recorded: Recorded) -> dict[str, Any]:
+def timeline_row(recorded: Recorded) -> tuple[Any, ...]:
+    """The timeline row of `recorded`, in `TIMELINE_COLUMNS` order."""
     event, decision = recorded.event, recorded.decision
     facts = facts_of(event)
-    return {
-        "event_id": event.id,
-        "case_id": event.subject,
-        "time": event.time,
-        "event_type": event.name,
-        "agency": recorded.emitter,
-        "sequence": event.sequence,
-        "summary": facts.summary,
-        "applied": isinstance(decision, Applied),
-        "refusal": decision.reason if isinstance(decision, Refused) else None,
-        "handoff_id": facts.handoff_id,
-        "escalation_id": facts.escalation_id,
-        "escalation_level": facts.escalation_level,
-        "escalation_trigger": facts.escalation_trigger,
-        "escalation_outcome": facts.escalation_outcome,
-        "rule_reference": facts.rule_reference,
-        "agency_pair": facts.agency_pair,
-    }
+    return (
+        event.id,
+        event.subject,
+        event.time,
+        event.name,
+        recorded.emitter,
+        event.sequence,
+        facts.summary,
+        isinstance(decision, Applied),
+        decision.reason if isinstance(decision, Refused) else None,
+        facts.handoff_id,
+        facts.escalation_id,
+        facts.escalation_level,
+        facts.escalation_trigger,
+        facts.escalation_outcome,
+        facts.rule_reference,
+        facts.agency_pair,
+    )
 
 
-def _case_row(state: CaseState, now: datetime) -> dict[str, Any]:
+def case_row(state: CaseState, now: datetime) -> tuple[Any, ...]:
+    """The `cases` row of `state`, written at `now`, in `CASE_COLUMNS` order."""
     pending = state.pending
-    return {
-        "case_id": state.case_id,
-        "category": state.category,
-        "holder": state.holder,
-        "status": state.status,
-        "pending_handoff_id": pending.handoff_id if pending else None,
-        "pending_from": pending.from_agency if pending else None,
-        "pending_to": pending.to_agency if pending else None,
-        "pending_deadline": pending.deadline if pending else None,
-        "bounce_count": state.bounce_count,
-        "opened_at": state.opened_at,
-        "updated_at": now,
-        "last_event_at": state.last_event_at,
-    }
+    return (
+        state.case_id,
+        state.category,
+        state.holder,
+        state.status,
+        pending.handoff_id if pending else None,
+        pending.from_agency if pending else None,
+        pending.to_agency if pending else None,
+        pending.deadline if pending else None,
+        state.bounce_count,
+        state.opened_at,
+        now,
+        state.last_event_at,
+    )
 
 
 def state_of(row: Row[Any]) -> CaseState:

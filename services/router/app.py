@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import topics
 from contracts.registry import AgencyRegistry
-from services.router.deliver import Delivery
+from services.router.deliver import Delivery, check_pool
 from services.router.routing import CaseRouting, OutboxMessage
 from services.runtime.backoff import Backoff
 from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
@@ -20,6 +20,10 @@ from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
 
 GROUP = "ketenbus-router"
+
+BATCH = 2_000
+"""Records per batch at most: per-batch costs (a store transaction, waiting for acks, the
+offset commit) spread over more events; a quiet bus still gets small batches at once."""
 
 
 async def _raw_body(_: Any) -> None:
@@ -44,7 +48,7 @@ def create_router(
     async def publish(messages: Sequence[Outgoing]) -> None:
         await publish_all(broker, messages)
 
-    delivery = Delivery(engine, routing, publish)
+    delivery = Delivery(engine, routing, publish, checkers=check_pool())
     guard = PoisonGuard("router", settings.max_attempts, dead_letter_with(broker), Backoff())
 
     async def deliver(records: Sequence[Any]) -> None:
@@ -57,7 +61,7 @@ def create_router(
     @broker.subscriber(
         *outboxes,
         batch=True,
-        max_records=500,
+        max_records=BATCH,
         group_id=group_id,
         # Commit only after the handler returned, i.e. after the batch's state and audit
         # records are committed and every produce was acked; on an exception rewind to

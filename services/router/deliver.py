@@ -20,7 +20,11 @@ audited then, and consumers deduplicate.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -50,6 +54,22 @@ HEADERS = {"content-type": CONTENT_TYPE}
 Position = tuple[str, int, int]
 """Where a record was read: topic, partition, offset."""
 
+CHECK_CHUNK = 200
+"""Messages per thread-pool task when a batch's stateless checks run off the event loop."""
+
+
+def check_pool() -> Executor | None:
+    """Threads for the stateless checks of large batches; None on a single core.
+
+    PyNaCl's verify releases the GIL, so on more than one core signatures are
+    checked in parallel; the event loop meanwhile keeps fetching and
+    heartbeating. The threads are daemon-like and end with the process.
+    """
+    cores = os.cpu_count() or 1
+    if cores == 1:  # one core: threads would only add switching
+        return None
+    return ThreadPoolExecutor(max_workers=min(cores, 4), thread_name_prefix="router-check")
+
 
 @dataclass(slots=True)
 class Delivered:
@@ -63,10 +83,18 @@ class Delivered:
 class Delivery:
     """Delivers batches for one router instance."""
 
-    def __init__(self, engine: AsyncEngine, routing: CaseRouting, publish: Publish) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        routing: CaseRouting,
+        publish: Publish,
+        *,
+        checkers: Executor | None = None,
+    ) -> None:
         self.engine = engine
         self.routing = routing
         self.publish = publish
+        self.checkers = checkers
 
     async def handle(self, messages: Sequence[OutboxMessage]) -> Delivered:
         """Deliver a batch; raise to have it come again (nothing of it is committed then)."""
@@ -75,8 +103,7 @@ class Delivery:
     async def _deliver(self, messages: Sequence[OutboxMessage]) -> Delivered:
         out: list[Outgoing] = []
         admitted: list[Admitted] = []
-        for message in messages:
-            checked = self.routing.check(message)
+        for checked in await self._checked(messages):
             if isinstance(checked, Admitted):
                 admitted.append(checked)
             else:
@@ -119,6 +146,26 @@ class Delivery:
             done.audited = len(records)
             await self.publish(out)
         return done
+
+    async def _checked(self, messages: Sequence[OutboxMessage]) -> list[Admitted | list[Outgoing]]:
+        """Each message's stateless checks, in order; a large batch's in the thread pool."""
+        if self.checkers is None or len(messages) < 2 * CHECK_CHUNK:
+            return [self.routing.check(message) for message in messages]
+        loop = asyncio.get_running_loop()
+        chunks = [messages[i : i + CHECK_CHUNK] for i in range(0, len(messages), CHECK_CHUNK)]
+        # Each task in a copy of this context, so a refusal's log lines keep what is bound to it.
+        results = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    self.checkers, contextvars.copy_context().run, self._check_chunk, chunk
+                )
+                for chunk in chunks
+            )
+        )
+        return [checked for result in results for checked in result]
+
+    def _check_chunk(self, messages: Sequence[OutboxMessage]) -> list[Admitted | list[Outgoing]]:
+        return [self.routing.check(message) for message in messages]
 
     def _refusal(
         self, item: Admitted, ledger: custody.Ledger, seen: Mapping[UUID, Position]

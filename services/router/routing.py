@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -70,6 +71,8 @@ class CaseRouting:
     def __init__(self, registry: AgencyRegistry) -> None:
         self.registry = registry
         self.stats = RoutingStats()
+        # `check` runs in a thread pool for large batches (`services.router.deliver`).
+        self._stats_lock = threading.Lock()
         self._notice_source = source_urn(registry.operator.oin, "ketenbus-router")
 
     def check(  # noqa: PLR0911 - one return per check, in the order the docstring gives
@@ -147,7 +150,8 @@ class CaseRouting:
         reason: str,
     ) -> list[Outgoing]:
         """The dead letter (with the reason in its headers) and, to a known sender, a notice."""
-        self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
+        with self._stats_lock:
+            self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
         case_id = event.subject if event is not None else _case_of_key(message.key)
         log.warning(
             "event rejected",

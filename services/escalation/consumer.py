@@ -27,8 +27,8 @@ from services.escalation.levels import Context
 from services.escalation.messages import Origin
 from services.escalation.react import react
 from services.escalation.workspace import Workspace, log, log_notes
+from services.escalation.writes import writing
 from services.runtime.kafka import Outgoing
-from services.runtime.store import write_transaction
 from services.tracker.state import actor_of
 
 Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
@@ -63,7 +63,7 @@ class CaseLogConsumer:
         if not fresh:
             return None
         ctx = self.context()
-        async with write_transaction(self.engine) as connection:
+        async with writing(self.engine) as connection:
             ws = await store.load(connection, {e.subject for _, e in fresh.values()}, lock=True)
             seen = await store.seen_ids(connection, list(fresh))
             new = [item for key, item in fresh.items() if key not in seen]

@@ -41,11 +41,11 @@ class Origin:
     value: bytes
 
 
-def _to(topic: str, event: CaseEvent[Any]) -> Outgoing:
+def _to(topic: str, event: CaseEvent[Any], value: bytes | None = None) -> Outgoing:
     return Outgoing(
         topic,
         str(event.subject).encode(),
-        event.to_json(),
+        event.to_json() if value is None else value,
         {"content-type": CONTENT_TYPE},
         str(event.correlationid),
     )
@@ -54,16 +54,21 @@ def _to(topic: str, event: CaseEvent[Any]) -> Outgoing:
 def alert_messages(event: EscalationRaised | EscalationResolved) -> list[Outgoing]:
     """A raise, or the bus's own withdrawal of one, to the feed, the case log and the team."""
     team_agency = event.data.team.agency
+    value = event.to_json()  # once: the same bytes go to all three
     return [
-        _to(topics.ESCALATIONS, event),
-        _to(topics.CASES, event),
-        _to(topics.inbox(team_agency), event),
+        _to(topics.ESCALATIONS, event, value),
+        _to(topics.CASES, event, value),
+        _to(topics.inbox(team_agency), event, value),
     ]
 
 
 def expired_messages(event: HandoffExpired) -> list[Outgoing]:
     parties = dict.fromkeys((event.data.from_agency, event.data.to_agency))
-    return [_to(topics.CASES, event), *(_to(topics.inbox(code), event) for code in parties)]
+    value = event.to_json()
+    return [
+        _to(topics.CASES, event, value),
+        *(_to(topics.inbox(code), event, value) for code in parties),
+    ]
 
 
 def refusal_messages(

@@ -25,15 +25,15 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.escalation import store, timers
-from services.escalation.audit import audited
+from services.escalation.audit import audited_each
 from services.escalation.consumer import Publish
 from services.escalation.fire import fire
 from services.escalation.levels import Context
 from services.escalation.model import CaseFile, Timer
 from services.escalation.workspace import Workspace, log, log_notes
+from services.escalation.writes import writing
 from services.runtime import custody
 from services.runtime.kafka import Outgoing
-from services.runtime.store import write_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +89,12 @@ class Rounds:
         delivery are appended before anything is produced.
         """
         expiring = [_handoff_of(plan) for plan in planned if _expires(plan)]
-        async with write_transaction(self.engine) as connection:
+        async with writing(self.engine) as connection:
             outcome = await custody.end_handoffs(connection, expiring)
             for index, plan in enumerate(planned):
                 if _expires(plan) and _handoff_of(plan) in outcome.answered:
                     planned[index] = Planned(plan.timer, [], [])
-            sends = [await audited(connection, plan.messages, files, ctx) for plan in planned]
+            sends = await audited_each(connection, [plan.messages for plan in planned], files, ctx)
             results: list[BaseException | None] = await asyncio.gather(
                 *(self.publish(messages) for messages in sends), return_exceptions=True
             )
@@ -125,7 +125,7 @@ class Rounds:
         return planned, ws.files
 
     async def _record(self, ctx: Context, done: list[Timer], published: set[UUID]) -> None:
-        async with write_transaction(self.engine) as connection:
+        async with writing(self.engine) as connection:
             ws: Workspace = await store.load(
                 connection, {t.case_id for t in done}, lock=True, published=published
             )

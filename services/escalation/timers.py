@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.escalation.model import Timer
 from services.escalation.store import chunks
-from services.runtime.store import write_transaction
+from services.escalation.writes import writing
 from services.runtime.tables import escalation_timers
 
 t = escalation_timers.c
@@ -56,7 +56,7 @@ async def claim(
     One transaction also finds when the next timer falls due, so the loop needs
     one round trip per wake-up, not two.
     """
-    async with write_transaction(engine) as connection:
+    async with writing(engine) as connection:
         due = (
             select(t.id)
             .where(_unleased(wall_now, busy), t.due_at <= now)
@@ -113,7 +113,7 @@ async def release(engine: AsyncEngine, timer_ids: Sequence[UUID], instance: str)
     """Give back leases this instance cannot use now (producing failed), for a retry soon."""
     if not timer_ids:
         return
-    async with write_transaction(engine) as connection:
+    async with writing(engine) as connection:
         await connection.execute(
             update(escalation_timers)
             .where(t.id.in_(timer_ids), t.claimed_by == instance, t.fired_at.is_(None))

@@ -55,6 +55,10 @@ class Workspace:
         self.files = files
         self.escalations = escalations
         """The open escalations of the loaded cases, and those this work changed."""
+        self._of_case: dict[UUID, dict[UUID, None]] = {}
+        """Escalation ids by case, in order: a round raises on hundreds of cases at once."""
+        for escalation in escalations.values():
+            self._of_case.setdefault(escalation.case_id, {})[escalation.escalation_id] = None
         self.known_escalations: set[UUID] = set(escalations)
         """The ids of every escalation of the loaded cases, open or not."""
         self.existing_files = set(files)
@@ -90,21 +94,16 @@ class Workspace:
 
     def touch_escalation(self, escalation: Escalation) -> None:
         self.escalations[escalation.escalation_id] = escalation
+        self._of_case.setdefault(escalation.case_id, {})[escalation.escalation_id] = None
         self.known_escalations.add(escalation.escalation_id)
         self.changed_escalations.add(escalation.escalation_id)
 
     def open_escalation(self, case_id: UUID, trigger: Trigger) -> Escalation | None:
-        return next(
-            (
-                e
-                for e in self.escalations.values()
-                if e.case_id == case_id and e.trigger == trigger and e.open
-            ),
-            None,
-        )
+        return next((e for e in self.open_escalations(case_id) if e.trigger == trigger), None)
 
     def open_escalations(self, case_id: UUID) -> list[Escalation]:
-        return [e for e in self.escalations.values() if e.case_id == case_id and e.open]
+        found = (self.escalations[key] for key in self._of_case.get(case_id, ()))
+        return [e for e in found if e.open]
 
     def schedule(self, timer: Timer) -> None:
         self.timers[timer.id] = timer

@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(
         default=10_000, description="Consumer group session timeout; the embedded broker: 2000."
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=0,
+        le=500,
+        description=(
+            "How long a service's fetch may wait for records. Kafka answers as soon as "
+            "records arrive; the embedded broker holds an empty fetch this long, and "
+            "events wait it (docs/performance.md)."
+        ),
+    )
     health_port: int = Field(
         default=0, description="A service process's own /healthz port (0: any free port)."
     )

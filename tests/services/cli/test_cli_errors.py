@@ -45,6 +45,10 @@ VERBS = [
     ["contracts", "asyncapi"],
     ["bench"],
     ["bench", "router"],
+    ["bench", "latency"],
+    ["bench", "tracker"],
+    ["bench", "timers"],
+    ["bench", "memory"],
 ]
 
 

@@ -18,8 +18,11 @@ async def test_an_operator_finds_a_case_by_id_and_sees_its_holder_timeline_escal
     case_id = await agencies.open_case()
     await agencies.request_escalation(case_id)
     await log_in(page, OPERATOR)
-    # The router's audit record and the escalation service's raise reach the store last.
-    await wait_for_case(page, case_id, containing=("escalation-raised", "toeslagen"))
+    # The router's audit record and the tracker's record of the raise reach the store last;
+    # the team's name is only in the latter (the raise's own audit record comes earlier).
+    await wait_for_case(
+        page, case_id, containing=("escalation-raised", "toeslagen", f"{TEAM.agency}/{TEAM.team}")
+    )
 
     await visit(page, "/cases")
     await page.get_by_test_id("case-search").fill(str(case_id))

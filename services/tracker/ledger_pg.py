@@ -25,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.tables import case_timeline, cases
@@ -100,6 +101,10 @@ async def seen_ids(connection: AsyncConnection, event_ids: list[UUID]) -> set[UU
     return set(await connection.scalars(_SEEN, {"ids": event_ids}))
 
 
+_UNIQUE_VIOLATION = "23505"
+"""PostgreSQL's SQLSTATE for a duplicate key (asyncpg's UniqueViolationError)."""
+
+
 async def write(
     connection: AsyncConnection,
     timeline: Sequence[tuple[Any, ...]],
@@ -112,11 +117,18 @@ async def write(
     if not driver.is_in_transaction():
         # The reads begin it; writing outside it would commit ahead of the batch.
         raise RuntimeError("the ledger writes only inside the batch's transaction")
-    if timeline:
-        await driver.copy_records_to_table(
-            case_timeline.name, records=timeline, columns=TIMELINE_COLUMNS
-        )
-    if new:
-        await driver.executemany(_INSERT_CASE, new)
-    if updated:
-        await driver.executemany(_UPDATE_CASE, updated)
+    try:
+        if timeline:
+            await driver.copy_records_to_table(
+                case_timeline.name, records=timeline, columns=TIMELINE_COLUMNS
+            )
+        if new:
+            await driver.executemany(_INSERT_CASE, new)
+        if updated:
+            await driver.executemany(_UPDATE_CASE, updated)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+            raise
+        # Another writer recorded the same event or opened the same case first: the
+        # batch fails whole, as through SQLAlchemy, and its replay skips what is there.
+        raise IntegrityError("ledger write", None, exc) from exc

@@ -56,18 +56,24 @@ def case_events(
         out.append((key, signer.sign(opened)))
         if first + 1 == count:
             break
-        requested = HandoffRequested.new(
-            source=source,
-            case_id=case_id,
-            sequence=2,
-            data=HandoffRequest(
-                handoff_id=uuid.uuid4(),
-                from_agency=SENDER,
-                to_agency=RECEIVER,
-                reason="Doorverwijzing naar schuldhulpverlening",
-                deadline=now + timedelta(days=2),
-                context=handoff_context,
-            ),
-        )
-        out.append((key, signer.sign(requested)))
+        out.append((key, signer.sign(handoff_request(source, case_id, handoff_context, now))))
     return out
+
+
+def handoff_request(
+    source: str, case_id: uuid.UUID, context: CaseContext, now: datetime
+) -> HandoffRequested:
+    """The holder's request to hand `case_id` on to the receiver, due in two days."""
+    return HandoffRequested.new(
+        source=source,
+        case_id=case_id,
+        sequence=2,
+        data=HandoffRequest(
+            handoff_id=uuid.uuid4(),
+            from_agency=SENDER,
+            to_agency=RECEIVER,
+            reason="Doorverwijzing naar schuldhulpverlening",
+            deadline=now + timedelta(days=2),
+            context=context,
+        ),
+    )

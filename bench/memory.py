@@ -39,12 +39,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bench._events import CATEGORY, RECEIVER, SENDER, case_events
+from bench._events import CATEGORY, SENDER, case_events, handoff_request
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.case import ActionTaken, CaseContext
 from contracts.envelope import source_urn
-from contracts.events import HandoffRequest, HandoffRequested
 from contracts.registry import AgencyRegistry
 from services.demo.keys import demo_keys, demo_registry
 from services.escalation.model import Timer
@@ -194,19 +193,7 @@ def _workload(
     chosen = random.sample(list(case_ids), min(count, len(case_ids)))
     out: list[tuple[bytes, bytes]] = []
     for case_id in chosen:
-        event = HandoffRequested.new(
-            source=source,
-            case_id=case_id,
-            sequence=2,
-            data=HandoffRequest(
-                handoff_id=uuid.uuid4(),
-                from_agency=SENDER,
-                to_agency=RECEIVER,
-                reason="Doorverwijzing naar schuldhulpverlening",
-                deadline=now + timedelta(days=2),
-                context=context,
-            ),
-        )
+        event = handoff_request(source, case_id, context, now)
         out.append((str(case_id).encode(), keys.sign(event)))
     return out
 

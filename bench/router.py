@@ -34,6 +34,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -141,8 +142,12 @@ def _producer(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
-async def _raw_relay(bootstrap: str, count: int, timeout: float) -> tuple[float, float]:
-    consumer = _consumer(bootstrap, "bench-raw-relay")
+async def _relay(
+    bootstrap: str, name: str, route: Callable[[bytes], Iterable[str]], count: int, timeout: float
+) -> tuple[float, float]:
+    """A raw aiokafka relay: each outbox record to the topics `route` names for its value,
+    acks gathered once per batch, then the offsets committed."""
+    consumer = _consumer(bootstrap, f"bench-{name}")
     producer = _producer(bootstrap)
     await consumer.start()
     await producer.start()
@@ -153,21 +158,41 @@ async def _raw_relay(bootstrap: str, count: int, timeout: float) -> tuple[float,
             batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
             if batches:
                 clock.start()
-            futures = [
-                await producer.send(RAW_TOPIC, record.value, key=record.key)
-                for records in batches.values()
-                for record in records
-            ]
+            futures = []
+            for records in batches.values():
+                for record in records:
+                    futures += [
+                        await producer.send(topic, record.value, key=record.key)
+                        for topic in route(record.value)
+                    ]
+                    done += 1
             await asyncio.gather(*futures)
             await consumer.commit()
-            done += len(futures)
         rate = clock.rate(count)
     finally:
         await consumer.stop()
         await producer.stop()
     if done < count:
-        raise TimeoutError(f"raw relay moved {done} of {count} events in {timeout:.0f} s")
+        raise TimeoutError(f"{name} moved {done} of {count} events in {timeout:.0f} s")
     return rate
+
+
+def _bare(_: bytes) -> tuple[str]:
+    """The bare relay: no parsing, one topic."""
+    return (RAW_TOPIC,)
+
+
+def _verified(
+    registry: AgencyRegistry, inboxes: dict[str, list[str]]
+) -> Callable[[bytes], list[str]]:
+    """The minimal relay's step: parse and verify each event; the case log and its inboxes."""
+
+    def route(value: bytes) -> list[str]:
+        document = json.loads(value)
+        verify_signature(document, registry)
+        return [topics.CASES, *inboxes[document["type"]]]
+
+    return route
 
 
 def _inboxes(registry: AgencyRegistry, messages: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
@@ -182,46 +207,6 @@ def _inboxes(registry: AgencyRegistry, messages: list[tuple[bytes, bytes]]) -> d
             receivers = minimise.grants(registry, name, document["data"], category, SENDER)
             found[document["type"]] = [topics.inbox(code) for code in receivers]
     return found
-
-
-async def _verifying_relay(
-    bootstrap: str,
-    registry: AgencyRegistry,
-    inboxes: dict[str, list[str]],
-    count: int,
-    timeout: float,
-) -> tuple[float, float]:
-    """The minimal relay: parse and verify each event, produce it to the case log and inboxes."""
-    consumer = _consumer(bootstrap, "bench-verifying-relay")
-    producer = _producer(bootstrap)
-    await consumer.start()
-    await producer.start()
-    done, clock = 0, _Clock()
-    deadline = time.monotonic() + timeout
-    try:
-        while done < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
-            if batches:
-                clock.start()
-            futures = []
-            for records in batches.values():
-                for record in records:
-                    document = json.loads(record.value)
-                    verify_signature(document, registry)
-                    futures += [
-                        await producer.send(topic, record.value, key=record.key)
-                        for topic in (topics.CASES, *inboxes[document["type"]])
-                    ]
-                    done += 1
-            await asyncio.gather(*futures)
-            await consumer.commit()
-        rate = clock.rate(count)
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    if done < count:
-        raise TimeoutError(f"verifying relay moved {done} of {count} events in {timeout:.0f} s")
-    return rate
 
 
 class _TimedRouting(CaseRouting):
@@ -286,10 +271,10 @@ async def bench_router(events: int, timeout: float = 300.0) -> RouterBench:
             names = [*bus_topics(registry), RAW_TOPIC]
             await ensure_topics(embedded.bootstrap, names, partitions=settings.topic_partitions)
             await _produce_all(embedded.bootstrap, messages)
-            bare, _ = await _raw_relay(embedded.bootstrap, events, timeout)
-            inboxes = _inboxes(registry, messages)
-            baseline, baseline_cpu = await _verifying_relay(
-                embedded.bootstrap, registry, inboxes, events, timeout
+            bare, _ = await _relay(embedded.bootstrap, "raw-relay", _bare, events, timeout)
+            route = _verified(registry, _inboxes(registry, messages))
+            baseline, baseline_cpu = await _relay(
+                embedded.bootstrap, "verifying-relay", route, events, timeout
             )
             router, router_cpu, routed = await _router(
                 embedded.bootstrap, registry, store, events, timeout

@@ -1,6 +1,6 @@
 """`ketenbus bench router`: the router against a raw aiokafka relay, same broker, same events.
 
-The baseline is the floor the issue names: a minimal raw aiokafka relay that
+The baseline is the floor: a minimal raw aiokafka relay that
 does the work no router can skip. It consumes the outbox, parses each event's
 JSON, verifies its Ed25519 signature against the registry's key
 (`contracts.signing.verify_signature`: canonical form and PyNaCl verify) and

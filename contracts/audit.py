@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Literal
 from uuid import UUID
 
-import rfc8785
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from contracts._types import AgencyCode, EventName, ShortText
+from contracts.canonical import EXACT_INT, canonical_flat, canonical_json
 
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of the first record: there is nothing before it."""
@@ -75,7 +76,7 @@ class AuditEntry(BaseModel):
     def _fixed_time(self, value: datetime) -> str:
         # One spelling per instant (pydantic drops a zero fraction), so the hash an
         # auditor computes from the published JSON is the hash that was written.
-        return value.astimezone(UTC).strftime(TIME_FORMAT)
+        return _utc_text(value)
 
 
 class AuditRecord(AuditEntry):
@@ -94,10 +95,31 @@ def record_hash(seq: int, prev_hash: str, entry: AuditEntry) -> str:
 
     `entry` may be a record already: only the entry's own fields are hashed.
     """
-    document = entry.model_dump(mode="json", include=set(_ENTRY_FIELDS))
-    document["seq"] = seq
-    document["prev_hash"] = prev_hash
-    return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+    # The entry's JSON as `model_dump(mode="json")` writes it, spelt out: this
+    # runs once per delivery, and pydantic's dump costs more than the hashing.
+    document: dict[str, str | int | list[str]] = {
+        "case_id": str(entry.case_id),
+        "event_id": str(entry.event_id),
+        "event_type": entry.event_type,
+        "receiver": entry.receiver,
+        "fields": list(entry.fields),
+        "purpose": entry.purpose,
+        "legal_basis": entry.legal_basis,
+        "delivered_at": _utc_text(entry.delivered_at),
+        "seq": seq,
+        "prev_hash": prev_hash,
+    }
+    # ASCII keys; strings, a list of strings and `seq` as values (validated fields).
+    flat = -EXACT_INT <= seq <= EXACT_INT
+    text = canonical_flat(document) if flat else canonical_json(document)
+    return hashlib.sha256(text).hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _utc_text(value: datetime) -> str:
+    # Cached: the deliveries of one batch share one time. Equal instants in any
+    # offset are equal keys, and write the same UTC text.
+    return value.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def link(seq: int, prev_hash: str, entry: AuditEntry) -> AuditRecord:

@@ -1,10 +1,10 @@
 """Append to the audit chain inside the caller's transaction; verify it; trace one case.
 
 `append` costs three statements whatever the batch size: lock and read the
-head, insert the linked records (one executemany), move the head. `verify`
-reads the chain in pages of `PAGE` records within one snapshot, so a long
-chain never sits in memory whole and appends running meanwhile do not show
-up as a broken chain.
+head, insert the linked records (one executemany, `services.runtime.bulk`),
+move the head. `verify` reads the chain in pages of `PAGE` records within one
+snapshot, so a long chain never sits in memory whole and appends running
+meanwhile do not show up as a broken chain.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.audit import (
@@ -26,6 +26,7 @@ from contracts.audit import (
     check_chain,
     link,
 )
+from services.runtime.bulk import insert_rows
 from services.runtime.tables import audit_chain_head, audit_records
 
 PAGE = 5_000
@@ -64,7 +65,7 @@ async def append(connection: AsyncConnection, entries: Sequence[AuditEntry]) -> 
         seq += 1
         records.append(link(seq, previous, entry))
         previous = records[-1].hash
-    await connection.execute(insert(audit_records), [record.model_dump() for record in records])
+    await insert_rows(connection, audit_records, _COLUMNS, [_row(record) for record in records])
     # Conditional on the head read above: should two appends ever interleave
     # anyway (a SQLite transaction begun as a reader), the second fails here,
     # or on the primary key above, rather than forking the chain.
@@ -80,6 +81,37 @@ async def append(connection: AsyncConnection, entries: Sequence[AuditEntry]) -> 
     if moved.rowcount != 1:
         raise HeadMoved(f"the audit chain's head moved during an append at record {head.seq}")
     return records
+
+
+_COLUMNS = (
+    "seq",
+    "case_id",
+    "event_id",
+    "event_type",
+    "receiver",
+    "fields",
+    "purpose",
+    "legal_basis",
+    "delivered_at",
+    "prev_hash",
+    "hash",
+)
+
+
+def _row(record: AuditRecord) -> tuple[object, ...]:
+    return (
+        record.seq,
+        record.case_id,
+        record.event_id,
+        record.event_type,
+        record.receiver,
+        record.fields,
+        record.purpose,
+        record.legal_basis,
+        record.delivered_at,
+        record.prev_hash,
+        record.hash,
+    )
 
 
 class ChainReport(BaseModel):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import topics
@@ -40,6 +40,7 @@ from services.router import minimise
 from services.router.rights import admit
 from services.router.routing import Admitted, CaseRouting, OutboxMessage
 from services.runtime import custody
+from services.runtime.bulk import insert_rows
 from services.runtime.kafka import Outgoing
 from services.runtime.logging import get_logger
 from services.runtime.store import write_transaction
@@ -95,6 +96,7 @@ class Delivery:
         self.routing = routing
         self.publish = publish
         self.checkers = checkers
+        self.grants = minimise.Grants(routing.registry)
 
     async def handle(self, messages: Sequence[OutboxMessage]) -> Delivered:
         """Deliver a batch; raise to have it come again (nothing of it is committed then)."""
@@ -117,6 +119,7 @@ class Delivery:
             ledger = await custody.load(connection, {a.event.subject for a in admitted})
             seen = await _seen(connection, [a.event.id for a in admitted])
             entries: list[AuditEntry] = []
+            copies: list[Outgoing] = []  # the inbox copy each entry audits
             fresh: list[Admitted] = []
             for item in admitted:
                 message = item.message
@@ -131,17 +134,19 @@ class Delivery:
                     continue
                 seen[item.event.id] = (message.topic, message.partition, message.offset)
                 fresh.append(item)
-                out += self._copies(item, ledger, now, entries)
+                out += self._copies(item, ledger, now, entries, copies)
                 done.routed += 1
             await custody.save(connection, ledger)
-            if fresh:
-                await connection.execute(
-                    insert(router_seen_events), [_seen_row(i, now) for i in fresh]
-                )
+            await insert_rows(
+                connection, router_seen_events, _SEEN_COLUMNS, [_seen_row(i, now) for i in fresh]
+            )
             records = await append(connection, entries) if entries else []
+            # Each audit record in its event's chain (the key and correlation id of its copy).
             out += [
-                Outgoing(topics.AUDIT, str(r.case_id).encode(), r.model_dump_json().encode())
-                for r in records
+                Outgoing(
+                    topics.AUDIT, copy.key, r.model_dump_json().encode(), {}, copy.correlation_id
+                )
+                for r, copy in zip(records, copies, strict=True)
             ]
             done.audited = len(records)
             await self.publish(out)
@@ -185,21 +190,24 @@ class Delivery:
         ledger: custody.Ledger,
         now: datetime,
         entries: list[AuditEntry],
+        copies: list[Outgoing],
     ) -> list[Outgoing]:
-        """The case-log record and each receiver's copy, with an audit entry per copy."""
-        event, registry = item.event, self.routing.registry
+        """The case-log record and each receiver's copy; an audit entry per copy (and the copy
+        beside it in `copies`)."""
+        event = item.event
         key = str(event.subject).encode()
         chain = str(event.correlationid)
         out = [Outgoing(topics.CASES, key, item.message.value, HEADERS, chain)]
-        category = registry.category(ledger.cases[event.subject].state.category)
+        category = self.grants.category(ledger.cases[event.subject].state.category)
         if category is None:
             return out  # checked at case-opened; a registry changed since then grants nothing
         data = item.document.get("data")
-        grants = minimise.grants(
-            registry, event.name, data if isinstance(data, dict) else {}, category, item.agency.code
+        grants = self.grants.of(
+            event.name, data if isinstance(data, dict) else {}, category, item.agency.code
         )
         for copy in minimise.deliveries(item.document, item.message.value, grants):
             out.append(Outgoing(topics.inbox(copy.receiver), key, copy.value, HEADERS, chain))
+            copies.append(out[-1])
             entries.append(
                 AuditEntry(
                     case_id=event.subject,
@@ -227,12 +235,9 @@ async def _seen(connection: AsyncConnection, event_ids: list[UUID]) -> dict[UUID
     return found
 
 
-def _seen_row(item: Admitted, now: datetime) -> dict[str, object]:
+_SEEN_COLUMNS = ("event_id", "seen_at", "topic", "partition", "offset")
+
+
+def _seen_row(item: Admitted, now: datetime) -> tuple[object, ...]:
     message = item.message
-    return {
-        "event_id": item.event.id,
-        "seen_at": now,
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
-    }
+    return (item.event.id, now, message.topic, message.partition, message.offset)

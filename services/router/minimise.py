@@ -60,23 +60,53 @@ def grants(
     sender: str,
 ) -> dict[str, Grant]:
     """Every receiver of an event named `name` with `data`, and its grant (never the sender)."""
-    found: dict[str, Grant] = {}
-    for agency, subscription in registry.subscribers(name):
-        found[agency.code] = Grant(
-            subscription.purpose, subscription.legal_basis, frozenset(subscription.fields)
-        )
-    handoff = handoff_grant(category)
-    # The parties an event names: both ends of a handoff, and the agency a forced
-    # handoff gives the case to (it must learn that it now holds the case).
-    for party in ("to_agency", "from_agency", "handoff_to"):
-        code = data.get(party)
-        if isinstance(code, str) and code not in found and registry.agency(code) is not None:
-            found[code] = handoff
-    receiver = data.get("to_agency")
-    if name == "handoff-requested" and isinstance(receiver, str) and registry.agency(receiver):
-        found[receiver] = handoff  # the receiver's grant is the handoff's, always
-    found.pop(sender, None)
-    return found
+    return Grants(registry).of(name, data, category, sender)
+
+
+class Grants:
+    """The grants of one registry, each worked out once (the router asks for every event)."""
+
+    def __init__(self, registry: AgencyRegistry) -> None:
+        self.registry = registry
+        self._categories = {category.code: category for category in registry.categories}
+        self._subscribed: dict[str, dict[str, Grant]] = {}
+        self._handoff: dict[str, Grant] = {}
+
+    def category(self, code: str) -> CaseCategory | None:
+        """The registry's case category `code`."""
+        return self._categories.get(code)
+
+    def of(
+        self, name: str, data: dict[str, Any], category: CaseCategory, sender: str
+    ) -> dict[str, Grant]:
+        """Every receiver of an event named `name` with `data`, and its grant (never the sender)."""
+        registry = self.registry
+        found = dict(self._subscriptions(name))
+        handoff = self._handoff.get(category.code)
+        if handoff is None:
+            handoff = self._handoff[category.code] = handoff_grant(category)
+        # The parties an event names: both ends of a handoff, and the agency a forced
+        # handoff gives the case to (it must learn that it now holds the case).
+        for party in ("to_agency", "from_agency", "handoff_to"):
+            code = data.get(party)
+            if isinstance(code, str) and code not in found and registry.agency(code) is not None:
+                found[code] = handoff
+        receiver = data.get("to_agency")
+        if name == "handoff-requested" and isinstance(receiver, str) and registry.agency(receiver):
+            found[receiver] = handoff  # the receiver's grant is the handoff's, always
+        found.pop(sender, None)
+        return found
+
+    def _subscriptions(self, name: str) -> dict[str, Grant]:
+        subscribed = self._subscribed.get(name)
+        if subscribed is None:
+            subscribed = self._subscribed[name] = {
+                agency.code: Grant(
+                    subscription.purpose, subscription.legal_basis, frozenset(subscription.fields)
+                )
+                for agency, subscription in self.registry.subscribers(name)
+            }
+        return subscribed
 
 
 def deliveries(
@@ -120,5 +150,9 @@ def _minimised(
     return kept
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""Compact JSON, as agencies' clients write it; built once rather than per copy."""
+
+
 def _dumps(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(document).encode()

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.runtime.bulk import insert_rows, update_rows
 from services.runtime.tables import case_custody
 from services.tracker.ledger import state_of
 from services.tracker.state import CaseState, PendingHandoff
@@ -72,16 +73,11 @@ async def load(connection: AsyncConnection, case_ids: Iterable[UUID]) -> Ledger:
 async def save(connection: AsyncConnection, ledger: Ledger) -> None:
     """Write the changed custody rows: one INSERT and one UPDATE statement at most."""
     rows = [_row(ledger.cases[key]) for key in sorted(ledger.changed)]
-    new = [row for row in rows if row["case_id"] not in ledger.existing]
-    old = [{**row, "key": row["case_id"]} for row in rows if row["case_id"] in ledger.existing]
-    if new:
-        await connection.execute(insert(case_custody), new)
-    if old:
-        for row in old:
-            del row["case_id"]
-        await connection.execute(
-            update(case_custody).where(case_custody.c.case_id == bindparam("key")), old
-        )
+    new = [row for row in rows if row[0] not in ledger.existing]
+    # The key goes last, for the WHERE of the update.
+    old = [(*row[1:], row[0]) for row in rows if row[0] in ledger.existing]
+    await insert_rows(connection, case_custody, _COLUMNS, new)
+    await update_rows(connection, case_custody, _COLUMNS[1:], "case_id", old)
 
 
 @dataclass(slots=True)
@@ -140,19 +136,36 @@ def _custody_of(row: Any) -> Custody:
     return Custody(state_of(row), list(row.holders))
 
 
-def _row(custody: Custody) -> dict[str, Any]:
+_COLUMNS = (
+    "case_id",
+    "category",
+    "holder",
+    "holders",
+    "status",
+    "pending_handoff_id",
+    "pending_from",
+    "pending_to",
+    "pending_deadline",
+    "bounce_count",
+    "opened_at",
+    "last_event_at",
+)
+
+
+def _row(custody: Custody) -> tuple[Any, ...]:
+    """The custody row's values, in `_COLUMNS` order."""
     state, pending = custody.state, custody.state.pending
-    return {
-        "case_id": state.case_id,
-        "category": state.category,
-        "holder": state.holder,
-        "holders": list(custody.holders),
-        "status": state.status,
-        "pending_handoff_id": pending.handoff_id if pending else None,
-        "pending_from": pending.from_agency if pending else None,
-        "pending_to": pending.to_agency if pending else None,
-        "pending_deadline": pending.deadline if pending else None,
-        "bounce_count": state.bounce_count,
-        "opened_at": state.opened_at,
-        "last_event_at": state.last_event_at,
-    }
+    return (
+        state.case_id,
+        state.category,
+        state.holder,
+        list(custody.holders),
+        state.status,
+        pending.handoff_id if pending else None,
+        pending.from_agency if pending else None,
+        pending.to_agency if pending else None,
+        pending.deadline if pending else None,
+        state.bounce_count,
+        state.opened_at,
+        state.last_event_at,
+    )

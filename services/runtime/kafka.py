@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import ssl
 import uuid
@@ -12,6 +13,7 @@ from typing import Any, Literal, TypedDict
 
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.prometheus.types import PublishingStatus
@@ -27,6 +29,15 @@ CLOUDEVENTS_JSON = "application/cloudevents+json"
 
 PRODUCER_BATCH_BYTES = 256 * 1024
 """aiokafka's `max_batch_size` for every service's producer."""
+
+BATCHED_FROM = 64
+"""Messages in one `publish_all` from which it builds record batches of its own.
+
+Fewer go through `send`, into the producer's shared open batches: an own batch
+is sent alone, so many small concurrent calls (a timer round's alerts) would
+queue one batch each per partition, every one waiting for the one before to
+drain, and aiokafka's `add_batch` counts its timeout down from its first wait,
+so a long queue ends in KafkaTimeoutError."""
 
 
 def make_broker(settings: Settings, bootstrap: str, *, client_id: str) -> KafkaBroker:
@@ -52,6 +63,7 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str) -> KafkaB
         linger_ms=5,
         # Batches of 256 KB, not 16 KB: fewer produce requests per routed batch.
         max_batch_size=PRODUCER_BATCH_BYTES,
+        partitioner=KeyPartitioner(),
         request_timeout_ms=15_000,
         logger=logging.getLogger(f"ketenbus.{client_id}"),
         # Per-message "Received/Processed" lines would flood the logs at any rate.
@@ -60,6 +72,32 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str) -> KafkaB
     )
     observability.remember_registry(broker, registry)
     return broker
+
+
+class KeyPartitioner:
+    """aiokafka's default partitioner, remembering the hash of the keys it saw last.
+
+    The same partition for every key as `DefaultPartitioner` (murmur2 of the
+    key, as the Java client), and a random one for no key. The hash is pure
+    Python and costs more than the rest of a send; a service produces several
+    messages per case key (the router: the case log, each inbox copy and its
+    audit record), so each key's hash is kept, for up to `KEYS` keys.
+    """
+
+    KEYS = 16_384
+
+    def __init__(self) -> None:
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(DefaultPartitioner()(key, all_partitions, available))
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= self.KEYS:
+                self._hashes.clear()  # a new set of cases: the old keys are unlikely to come back
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
 
 
 def _credentials(settings: Settings) -> tuple[str, str]:
@@ -162,43 +200,88 @@ class Outgoing:
 
 
 async def publish_all(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None:
-    """Produce `messages` in order and return once Kafka has acknowledged every one.
+    """Produce `messages` (in order within each partition); return once Kafka acked every one.
 
     Each is handed to the producer without waiting for its ack, so a batch costs
     one round trip, not one per message; the acks are awaited together. With
     tracing on, a message keyed by a case whose record is being handled is
     produced inside that record's span, so its headers continue the case's trace.
 
-    Tracing off, the messages go straight to the broker's aiokafka producer:
-    FastStream's publish path (command objects, middlewares) costs several times
-    the send itself, and with nothing to trace only its Prometheus count is
-    wanted, which is kept here. The records are the same: value, key, and the
-    headers FastStream writes (`content-type`, `correlation_id`, the message's).
+    Tracing off, the messages go straight to the broker's aiokafka producer, in
+    record batches built here (`_send_batched`): FastStream's publish path
+    (command objects, middlewares) costs several times the send itself, and with
+    nothing to trace only its Prometheus count is wanted, which is kept here.
+    The records are the same: value, key, and the headers FastStream writes
+    (`content-type`, `correlation_id`, the message's).
     """
     producer = None if _traced(broker) else _raw_producer(broker)
     if producer is None:
         await _publish_traced(broker, messages)
         return
-    pending = []
     counts: dict[str, int] = {}
     for message in messages:
-        headers = {"content-type": "", "correlation_id": message.correlation_id or _cor_id()}
-        headers.update(message.headers)
-        pending.append(
-            await producer.send(
-                message.topic,
-                message.value,
-                key=message.key,
-                headers=[(name, value.encode()) for name, value in headers.items()],
-            )
-        )
         counts[message.topic] = counts.get(message.topic, 0) + 1
+    pending = await _send_batched(producer, messages)
     try:
         await asyncio.gather(*pending)
     except BaseException:
         _count_published(broker, counts, PublishingStatus.error)
         raise
     _count_published(broker, counts, PublishingStatus.success)
+
+
+async def _send_batched(producer: AIOKafkaProducer, messages: Sequence[Outgoing]) -> list[Any]:
+    """Hand `messages` to the producer in record batches of our own, one chain per partition.
+
+    What `producer.send` does per message (waiting on metadata, estimating the
+    size, choosing the partition, a future per record) costs more than the
+    record itself; here each partition's records go into batches directly and
+    the producer gets whole batches (`send_batch`). The records are the same,
+    in the same partitions (the producer's own `KeyPartitioner`), in the same
+    order within each partition. A message without a key, whose partition is
+    chosen at random among the available ones, every message of a producer with
+    another partitioner, and calls of fewer than `BATCHED_FROM` messages go
+    through `send` as before. Returns the futures to await for the acks.
+    """
+    partitioner = getattr(producer, "_partitioner", None)
+    if len(messages) < BATCHED_FROM:
+        partitioner = None
+    pending: list[Any] = []
+    chains: dict[tuple[str, int], list[Any]] = {}
+    partitions: dict[str, list[int]] = {}
+    for message in messages:
+        headers = _headers(message)
+        if message.key is None or not isinstance(partitioner, KeyPartitioner):
+            pending.append(
+                await producer.send(message.topic, message.value, key=message.key, headers=headers)
+            )
+            continue
+        known = partitions.get(message.topic)
+        if known is None:
+            # As the producer lists them for its partitioner.
+            known = partitions[message.topic] = list(await producer.partitions_for(message.topic))
+        partition = partitioner(message.key, known, known)
+        chain = chains.setdefault((message.topic, partition), [])
+        if chain and _appended(chain[-1], message, headers):
+            continue
+        batch = producer.create_batch()
+        if not _appended(batch, message, headers):
+            raise ValueError(f"a message of {len(message.value)} bytes is larger than a batch")
+        chain.append(batch)
+    # Every partition's first batch before any partition's second: a partition's
+    # next batch waits until its previous one is on its way.
+    for layer in itertools.zip_longest(*chains.values()):
+        for (topic, partition), batch in zip(chains, layer, strict=True):
+            if batch is not None:
+                batch.close()
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+    return pending
+
+
+def _appended(batch: Any, message: Outgoing, headers: list[tuple[str, bytes]]) -> bool:
+    """Whether `message` went into `batch` (False: the batch is full)."""
+    added = batch.append(timestamp=None, key=message.key, value=message.value, headers=headers)
+    return added is not None
 
 
 async def _publish_traced(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None:
@@ -222,6 +305,21 @@ async def _publish_traced(broker: KafkaBroker, messages: Sequence[Outgoing]) -> 
             if token is not None:
                 otel_context.detach(token)
     await asyncio.gather(*pending)
+
+
+def _headers(message: Outgoing) -> list[tuple[str, bytes]]:
+    """The record headers FastStream writes: content type, correlation id, the message's own."""
+    correlation_id = message.correlation_id or _cor_id()
+    extra = message.headers
+    # The common cases (no headers; a content type alone) without a merged dict.
+    if not extra or (len(extra) == 1 and "content-type" in extra):
+        return [
+            ("content-type", extra.get("content-type", "").encode()),
+            ("correlation_id", correlation_id.encode()),
+        ]
+    headers = {"content-type": "", "correlation_id": correlation_id}
+    headers.update(extra)
+    return [(name, value.encode()) for name, value in headers.items()]
 
 
 def _cor_id() -> str:

@@ -58,7 +58,12 @@ from bench._events import SENDER, case_events
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.embedded import (
+    EMBEDDED_FETCH_MAX_WAIT_MS,
+    EMBEDDED_SESSION_TIMEOUT_MS,
+    EmbeddedBroker,
+    free_port,
+)
 from services.runtime.registry_file import load_registry, with_signing_keys
 from services.runtime.settings import Settings
 from services.runtime.store import make_engine, migrate
@@ -117,6 +122,9 @@ class LatencyBench:
     target_inbox_p99_ms: float
     poll_resolution_ms: float
     probe_fetch_wait_ms: int
+    service_fetch_wait_ms: int
+    """The router's and the tracker's fetch_max_wait_ms: `ketenbus up`'s on the embedded
+    broker unless KETENBUS_KAFKA_FETCH_MAX_WAIT_MS says otherwise."""
     cpu_us_per_event: dict[str, float]
     """CPU time each service process used from the first measured emit until the last
     event arrived (or the drain timed out), per event: rate x this is the share of a core
@@ -317,6 +325,7 @@ def _service_env(bootstrap: str, database: str, registry_path: Path) -> dict[str
     tuning = {"KETENBUS_KAFKA_FETCH_MAX_WAIT_MS"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("KETENBUS_") or k in tuning}
     return {
+        "KETENBUS_KAFKA_FETCH_MAX_WAIT_MS": str(EMBEDDED_FETCH_MAX_WAIT_MS),  # as `ketenbus up`
         **env,
         "KETENBUS_KAFKA_BOOTSTRAP": bootstrap,
         "KETENBUS_KAFKA_SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
@@ -464,6 +473,7 @@ async def bench_latency(rate: int, seconds: float, database: str | None = None) 
         target_inbox_p99_ms=TARGET_INBOX_P99_MS,
         poll_resolution_ms=POLL_S * 1000,
         probe_fetch_wait_ms=PROBE_FETCH_WAIT_MS,
+        service_fetch_wait_ms=int(env["KETENBUS_KAFKA_FETCH_MAX_WAIT_MS"]),
         cpu_us_per_event=cpu,
         behind_schedule=schedule.behind,
         max_schedule_lag_ms=round(schedule.max_lag * 1000, 2),

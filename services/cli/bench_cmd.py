@@ -215,7 +215,8 @@ def latency(
     print(f"CPU per event       {cpu}")
     print(
         f"resolution          tracker polled every {result.poll_resolution_ms:.0f} ms; "
-        f"probes fetch_max_wait {result.probe_fetch_wait_ms} ms"
+        f"probes fetch_max_wait {result.probe_fetch_wait_ms} ms, "
+        f"services {result.service_fetch_wait_ms} ms"
     )
     print(
         f"ratio inbox/floor   p50 {result.ratio_inbox_p50_floor:.1f}, "

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
         description=(
             "How long a service's fetch may wait for records. Kafka answers as soon as "
             "records arrive; the embedded broker holds an empty fetch this long, and "
-            "events wait it (docs/performance.md)."
+            "events wait it, so `ketenbus up` runs its services at 20 on the embedded "
+            "broker unless this is set (docs/performance.md)."
         ),
     )
     health_port: int = Field(

@@ -21,7 +21,12 @@ from contracts.registry import AgencyRegistry
 from services.console.app import create_console
 from services.demo.console_users import credentials_path, demo_console_users
 from services.demo.keys import demo_registry
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.embedded import (
+    EMBEDDED_FETCH_MAX_WAIT_MS,
+    EMBEDDED_SESSION_TIMEOUT_MS,
+    EmbeddedBroker,
+    free_port,
+)
 from services.runtime.http import http_server
 from services.runtime.logging import get_logger
 from services.runtime.registry_file import load_registry
@@ -68,6 +73,13 @@ class Child:
             await process.wait()
 
 
+def services_fetch_wait_ms(settings: Settings, *, embedded: bool) -> int:
+    """The services' fetch wait: the setting, or on the embedded broker its own unless set."""
+    if embedded and "kafka_fetch_max_wait_ms" not in settings.model_fields_set:
+        return EMBEDDED_FETCH_MAX_WAIT_MS
+    return settings.kafka_fetch_max_wait_ms
+
+
 async def run_bus(settings: Settings, *, demo: bool) -> None:
     """Run until SIGINT or SIGTERM, then stop everything this started."""
     registry = load_registry(settings.registry)
@@ -104,6 +116,9 @@ async def run_bus(settings: Settings, *, demo: bool) -> None:
             **os.environ,
             "KETENBUS_KAFKA_BOOTSTRAP": bootstrap,
             "KETENBUS_KAFKA_SESSION_TIMEOUT_MS": str(session_timeout),
+            "KETENBUS_KAFKA_FETCH_MAX_WAIT_MS": str(
+                services_fetch_wait_ms(settings, embedded=embedded is not None)
+            ),
             "KETENBUS_KAFKA_SECURITY_PROTOCOL": kafka.kafka_security_protocol,
             "KETENBUS_DATABASE_URL": settings.database,
             "KETENBUS_REGISTRY": str(registry_path.resolve()),

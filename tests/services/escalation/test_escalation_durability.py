@@ -102,8 +102,9 @@ async def _timer(engine: AsyncEngine, ref: UUID, *, fired: bool = False) -> Any:
 
 
 async def _escalation(engine: AsyncEngine, case_id: UUID) -> None:
-    """Wait until an escalation of the case is recorded."""
-    deadline = time.monotonic() + 10
+    """Wait until an escalation of the case is recorded (the consumer may be rejoining its
+    group on a broker busy with the rest of the suite)."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         async with engine.connect() as connection:
             found = await connection.scalar(

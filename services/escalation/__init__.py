@@ -45,6 +45,9 @@ Guarantees:
   instances (claimed under a lease); every event the service emits has an id
   derived (uuid5) from the timer or event that caused it, so a re-fire after
   a crash repeats the same ids and is deduplicated downstream;
+- an expiry read back from the case log before its round has recorded it does
+  not send the round's escalation a second time (the round marks the timer
+  produced in the transaction that produces it, and the consumer waits for it);
 - all time comes from one `Clock`, so a simulation can run it faster.
 """
 

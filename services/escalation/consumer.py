@@ -17,19 +17,21 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import CaseEvent
+from contracts.events import HandoffExpired
 from contracts.parse import EventRejected, parse_event
-from services.escalation import store
+from services.escalation import store, timers
 from services.escalation.audit import audited
+from services.escalation.fire import deadline_timer_id, expiry_raise_id
 from services.escalation.levels import Context
 from services.escalation.messages import Origin
 from services.escalation.react import react
 from services.escalation.workspace import Workspace, log, log_notes
 from services.escalation.writes import writing
 from services.runtime.kafka import Outgoing
-from services.tracker.state import actor_of
+from services.tracker.state import OPERATOR, actor_of
 
 Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
@@ -67,6 +69,7 @@ class CaseLogConsumer:
             ws = await store.load(connection, {e.subject for _, e in fresh.values()}, lock=True)
             seen = await store.seen_ids(connection, list(fresh))
             new = [item for key, item in fresh.items() if key not in seen]
+            ws.already_out.update(await _raised_by_rounds(connection, ctx, new))
             for record, event in new:
                 origin = Origin(
                     record.topic, record.partition, record.offset, record.key, record.value
@@ -75,6 +78,26 @@ class CaseLogConsumer:
             await store.save(connection, ws, [event.id for _, event in new])
             await self.publish(await audited(connection, ws.outbox, ws.files, ctx))
         return ws
+
+
+async def _raised_by_rounds(
+    connection: AsyncConnection, ctx: Context, new: list[tuple[Any, CaseEvent[Any]]]
+) -> set[UUID]:
+    """The raises of this batch's expiries that their timer rounds produced already.
+
+    A round produces an expiry and its escalation, then records both; an expiry
+    read back from the case log in between finds the escalation unrecorded, and
+    `react` records it (as it must if the round died). Produced again, it would
+    reach the team twice, so a raise its round has produced is only recorded.
+    """
+    deadlines = [
+        deadline_timer_id(event)
+        for _, event in new
+        if isinstance(event, HandoffExpired) and actor_of(event, ctx.registry) == OPERATOR
+    ]
+    if not deadlines:
+        return set()
+    return {expiry_raise_id(i) for i in await timers.produced(connection, deadlines)}
 
 
 def _parse(record: Any) -> CaseEvent[Any] | None:

@@ -18,7 +18,14 @@ from contracts.events import (
     HandoffExpiry,
     TeamRef,
 )
-from services.escalation.levels import Cause, Context, climb, describe, raise_escalation
+from services.escalation.levels import (
+    Cause,
+    Context,
+    climb,
+    describe,
+    raise_escalation,
+    raised_event_id,
+)
 from services.escalation.messages import alert_messages, expired_messages
 from services.escalation.model import CaseFile, Timer, bus_event, derived_id
 from services.escalation.workspace import Cancel, Workspace
@@ -83,6 +90,11 @@ def deadline_timer_id(expired: HandoffExpired) -> UUID:
 
 def expiry_escalation_id(expired: HandoffExpired) -> UUID:
     return derived_id(deadline_timer_id(expired), "escalation:handoff-expired")
+
+
+def expiry_raise_id(timer_id: UUID) -> UUID:
+    """The id of the `escalation-raised` that the expiry of deadline timer `timer_id` raises."""
+    return raised_event_id(timer_id, "handoff-expired")
 
 
 def raise_expiry_escalation(

@@ -68,6 +68,11 @@ def describe(duration: timedelta) -> str:
     return " ".join(part for part in parts if not part.startswith("0")) or "0s"
 
 
+def raised_event_id(origin: UUID, trigger: Trigger) -> UUID:
+    """The id of the `escalation-raised` that `origin` (a timer or event) raises for `trigger`."""
+    return derived_id(origin, f"escalation-raised:{trigger}")
+
+
 def raise_escalation(
     ws: Workspace,
     ctx: Context,
@@ -104,7 +109,7 @@ def raise_escalation(
     acknowledge_by = ctx.now + rung.acknowledge_within
     event = bus_event(
         EscalationRaised,
-        derived_id(origin, f"escalation-raised:{cause.trigger}"),
+        raised_event_id(origin, cause.trigger),
         source=ctx.source,
         file=file,
         time=ctx.now,

@@ -87,9 +87,16 @@ class Rounds:
         is held until Kafka has the expiries, so the router's next check on the
         case comes after them on the case log. The audit records of every inbox
         delivery are appended before anything is produced.
+
+        The expiring timers are marked produced in the same transaction (and
+        unmarked if their events did not go out): the case-log consumer may read
+        an expiry before this round records it, and then records the escalation
+        the round raised without producing it a second time (`react`).
         """
         expiring = [_handoff_of(plan) for plan in planned if _expires(plan)]
         async with writing(self.engine) as connection:
+            marked = {plan.timer.id for plan in planned if _expires(plan)}
+            await timers.mark_produced(connection, sorted(marked), ctx.now)
             outcome = await custody.end_handoffs(connection, expiring)
             for index, plan in enumerate(planned):
                 if _expires(plan) and _handoff_of(plan) in outcome.answered:
@@ -104,6 +111,12 @@ class Rounds:
                 if isinstance(result, BaseException) and _handoff_of(plan) in outcome.ended
             }
             await custody.restore_handoffs(connection, failed)
+            unsent = [
+                plan.timer.id
+                for plan, result in zip(planned, results, strict=True)
+                if isinstance(result, BaseException) or not plan.messages
+            ]
+            await timers.mark_produced(connection, [i for i in unsent if i in marked], None)
         return results
 
     async def _plan(

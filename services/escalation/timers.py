@@ -119,3 +119,32 @@ async def release(engine: AsyncEngine, timer_ids: Sequence[UUID], instance: str)
             .where(t.id.in_(timer_ids), t.claimed_by == instance, t.fired_at.is_(None))
             .values(claimed_by=None, claimed_until=None)
         )
+
+
+async def mark_produced(
+    connection: AsyncConnection, timer_ids: Sequence[UUID], at: datetime | None
+) -> None:
+    """Set (or, with None, clear) when a round's expiries reached Kafka.
+
+    A round marks its expiring timers before it produces, which locks their rows
+    until it commits, and clears the mark of those whose events did not go out:
+    a consumer reading the mark (`produced`) waits for that commit.
+    """
+    for chunk in chunks(timer_ids):
+        await connection.execute(
+            update(escalation_timers).where(t.id.in_(chunk)).values(produced_at=at)
+        )
+
+
+async def produced(connection: AsyncConnection, timer_ids: Sequence[UUID]) -> set[UUID]:
+    """Which of these timers a round has produced the events of, committed.
+
+    On PostgreSQL `FOR SHARE` waits for a round that is producing them now, and
+    then reads the row as that round left it (the mark is tested here, not in
+    the WHERE, which would be judged on the row before the round's change).
+    """
+    found: set[UUID] = set()
+    for chunk in chunks(timer_ids):
+        query = select(t.id, t.produced_at).where(t.id.in_(chunk)).with_for_update(read=True)
+        found.update(row.id for row in await connection.execute(query) if row.produced_at)
+    return found

@@ -75,12 +75,16 @@ class Workspace:
         self.notes: list[tuple[str, str, dict[str, Any]]] = []
         """What to log once the work is committed."""
         self._published = published
+        self.already_out: set[UUID] = set()
+        """Events another unit of work produced and has not recorded yet: recorded here
+        with their changes, not produced again."""
 
     def emit(self, event_id: UUID, messages: Iterable[Outgoing]) -> bool:
         """Queue an event's messages; False if it may not go out (see the module doc)."""
         if self._published is not None and event_id not in self._published:
             return False
-        self.outbox.extend(messages)
+        if event_id not in self.already_out:
+            self.outbox.extend(messages)
         self.emitted.append(event_id)
         return True
 

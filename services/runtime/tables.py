@@ -228,6 +228,12 @@ escalation_timers = Table(
     Column("causation_id", Uuid(), nullable=True, comment="The event that set the timer."),
     Column("claimed_by", String(64), nullable=True, comment="The instance firing it."),
     Column("claimed_until", UtcDateTime(), nullable=True, comment="Its lease, in real time."),
+    Column(
+        "produced_at",
+        UtcDateTime(),
+        nullable=True,
+        comment="When Kafka took the expiry a round produced for it; fired_at follows.",
+    ),
     Column("fired_at", UtcDateTime(), nullable=True),
     PrimaryKeyConstraint("id"),
     UniqueConstraint("ref", "kind", "due_at"),

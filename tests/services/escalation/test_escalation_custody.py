@@ -1,18 +1,23 @@
 """An expiry and an answer that cross are decided once, on the case's custody, on SQLite
 and PostgreSQL: the expiry goes out only for a handoff still pending there, ends it there
-under the row lock while it is produced, and gives it back if producing fails."""
+under the row lock while it is produced, and gives it back if producing fails. The round
+marks the expiry's timer produced in the same transaction, for the case-log consumer."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from contracts.registry import AgencyRegistry
+from services.escalation import store, timers
 from services.escalation.levels import Context
 from services.escalation.model import Timer
 from services.escalation.round import Planned, Rounds
+from services.escalation.workspace import Workspace
+from services.escalation.writes import writing
 from services.runtime import custody
 from services.runtime.kafka import Outgoing
 from services.runtime.store import write_transaction
@@ -50,11 +55,17 @@ def _expiry(case_id: UUID, handoff_id: UUID) -> Planned:
 
 
 class Producer:
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, *, hold: bool = False) -> None:
         self.fail = fail
         self.produced: list[Outgoing] = []
+        self.producing = asyncio.Event()
+        self.release = asyncio.Event()
+        if not hold:
+            self.release.set()
 
     async def __call__(self, messages: Sequence[Outgoing]) -> None:
+        self.producing.set()
+        await self.release.wait()
         if self.fail and messages:
             raise ConnectionError("broker gone")
         self.produced.extend(messages)
@@ -66,6 +77,20 @@ async def _expire(
     rounds = Rounds(engines(), producer, "test")
     context = Context(registry, "urn:nld:oin:00000099000000000001:systeem:test", NOW, 3, None)
     await rounds._produce(context, list(planned), {})
+
+
+async def _set_timers(engines: EngineMaker, *planned: Planned) -> None:
+    ws = Workspace({}, {})
+    for plan in planned:
+        ws.schedule(plan.timer)
+    async with write_transaction(engines()) as connection:
+        await store.save(connection, ws)
+
+
+async def _produced(engines: EngineMaker, *planned: Planned) -> set[UUID]:
+    """What the consumer reads, in a write transaction as the consumer's."""
+    async with writing(engines()) as connection:
+        return await timers.produced(connection, [plan.timer.id for plan in planned])
 
 
 async def test_an_expiry_of_a_pending_handoff_goes_out_and_ends_it_in_custody(
@@ -113,3 +138,53 @@ async def test_a_case_with_no_custody_is_expired_as_its_case_log_says(
     await _expire(engines, registry, producer, _expiry(case_id, handoff_id))
 
     assert 1 == len(producer.produced)
+
+
+async def test_an_expiry_that_went_out_marks_its_timer_produced_and_others_stay_unmarked(
+    engines: EngineMaker, registry: AgencyRegistry
+) -> None:
+    out, answered = uuid.uuid4(), uuid.uuid4()
+    handoff_id = uuid.uuid4()
+    await _store(engines, _custody(out, handoff_id), _custody(answered, None))
+    planned = [_expiry(out, handoff_id), _expiry(answered, uuid.uuid4())]
+    await _set_timers(engines, *planned)
+
+    await _expire(engines, registry, Producer(), *planned)
+
+    assert {planned[0].timer.id} == await _produced(engines, *planned)
+
+
+async def test_an_expiry_that_could_not_be_produced_leaves_its_timer_unmarked(
+    engines: EngineMaker, registry: AgencyRegistry
+) -> None:
+    case_id, handoff_id = uuid.uuid4(), uuid.uuid4()
+    await _store(engines, _custody(case_id, handoff_id))
+    planned = _expiry(case_id, handoff_id)
+    await _set_timers(engines, planned)
+
+    await _expire(engines, registry, Producer(fail=True), planned)
+
+    assert set() == await _produced(engines, planned)
+
+
+async def test_reading_the_mark_while_the_round_produces_waits_for_its_commit(
+    engines: EngineMaker, registry: AgencyRegistry
+) -> None:
+    """The consumer can read the expiry back before the round commits: it must not read
+    the timer as not produced then."""
+    case_id, handoff_id = uuid.uuid4(), uuid.uuid4()
+    await _store(engines, _custody(case_id, handoff_id))
+    planned = _expiry(case_id, handoff_id)
+    await _set_timers(engines, planned)
+    producer = Producer(hold=True)
+    expiring = asyncio.create_task(_expire(engines, registry, producer, planned))
+    await asyncio.wait_for(producer.producing.wait(), 10)
+
+    reading = asyncio.create_task(_produced(engines, planned))
+    await asyncio.sleep(0.3)
+    waited = not reading.done()
+    producer.release.set()
+    await asyncio.wait_for(expiring, 10)
+
+    assert waited
+    assert {planned.timer.id} == await asyncio.wait_for(reading, 10)

@@ -26,6 +26,7 @@ from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
 from services.escalation import EscalationService
 from services.runtime.clock import ScaledClock
+from services.runtime.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
 from services.runtime.settings import Settings
 from services.runtime.tables import escalation_timers, escalations
 from services.simulation.buslog import end_offsets
@@ -70,11 +71,17 @@ async def launch(
     through them would leave this test's expiries unapplied while the leases run out."""
     group = f"escalation-{uuid.uuid4()}"
     await _start_at_log_end(kafka, group)
+    # The fetch wait `ketenbus up` gives the services on the embedded broker: the consumer
+    # reads an expiry back within milliseconds, often before the round that produced it
+    # has recorded it.
+    settings = escalation_settings.model_copy(
+        update={"kafka_fetch_max_wait_ms": EMBEDDED_FETCH_MAX_WAIT_MS}
+    )
 
     @asynccontextmanager
     async def instance(name: str) -> AsyncIterator[EscalationService]:
         service = EscalationService(
-            escalation_settings,
+            settings,
             escalation_registry,
             engines(),
             kafka,

@@ -34,7 +34,7 @@ from contracts.events import (
 from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
-from services.escalation.fire import fire
+from services.escalation.fire import expiry_raise_id, fire
 from services.escalation.levels import Context
 from services.escalation.messages import Origin
 from services.escalation.model import Timer
@@ -227,6 +227,36 @@ def test_an_expiry_back_on_the_case_log_ends_the_handoff_and_a_late_answer_is_re
     assert isinstance(expired, HandoffExpired)
     assert ["raised"] == [e.status for e in story.ws.escalations.values()]
     assert "escalation-raised" == raised.name
+
+
+def test_an_expiry_read_back_before_its_round_recorded_it_records_the_raise_without_resending(
+    registry: AgencyRegistry,
+) -> None:
+    """The round produced the expiry and its raise and marked the timer produced; the
+    consumer reads the expiry first and records the raise, but sends it only if no round
+    produced it (a round that died before producing it)."""
+    for produced_by_round, sent in ((True, []), (False, ["escalation-raised"])):
+        story = Story(registry)
+        story.open()
+        story.request("uwv", "svb")
+        timer = story.timer("handoff-deadline")
+        unrecorded = copy.deepcopy(story.ws)
+        expired, raised = story.fire_due(timer)
+        story.ws = unrecorded
+        if produced_by_round:
+            story.ws.already_out.add(expiry_raise_id(timer.id))
+        start = len(story.ws.outbox)
+
+        story.bus_event_back(expired)
+
+        [escalation] = story.ws.escalations.values()
+        again = [parse_event(m.value) for m in story.ws.outbox[start:] if m.topic == CASES]
+        assert (raised.data.escalation_id, "raised") == (
+            escalation.escalation_id,
+            escalation.status,
+        )
+        assert sent == [e.name for e in again if e is not None]
+        assert all(e is None or e.id == raised.id for e in again)
 
 
 def test_an_expiry_overtaken_by_the_answer_on_the_case_log_withdraws_its_escalation(

@@ -1,9 +1,10 @@
 """Batches from the case log into escalation state, in one transaction, then commit offsets.
 
-Per batch: skip event ids applied before; lock the cases the batch touches;
-apply each event's rules; write cases, escalations, timers and the seen ids;
-produce what the rules emitted (escalations raised at once, refusals) and wait
-for Kafka's acks; then commit the transaction. FastStream commits the offsets
+Per batch: skip the events the rules do nothing with (`react.inert`: the
+service's own raises coming back) and event ids applied before; lock the cases
+the batch touches; apply each event's rules; write cases, escalations, timers
+and the seen ids; produce what the rules emitted (escalations raised at once,
+refusals) and wait for Kafka's acks; then commit the transaction. FastStream commits the offsets
 only after the handler returns (`AckPolicy.NACK_ON_ERROR`), so:
 - producing fails: the transaction rolls back and the batch comes again;
 - the commit fails after producing: the batch comes again and emits the same
@@ -27,13 +28,16 @@ from services.escalation.audit import audited
 from services.escalation.fire import deadline_timer_id, expiry_raise_id
 from services.escalation.levels import Context
 from services.escalation.messages import Origin
-from services.escalation.react import react
+from services.escalation.react import inert, react
 from services.escalation.workspace import Workspace, log, log_notes
 from services.escalation.writes import writing
 from services.runtime.kafka import Outgoing
 from services.tracker.state import OPERATOR, actor_of
 
 Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
+
+Applicable = tuple[Any, CaseEvent[Any], str]
+"""A record, its event, and whose act the event is (`actor_of`)."""
 
 
 class CaseLogConsumer:
@@ -51,38 +55,43 @@ class CaseLogConsumer:
 
     async def handle(self, records: Sequence[Any]) -> None:
         """Apply a batch of aiokafka ConsumerRecords; raise to have it redelivered."""
-        parsed = [(record, event) for record in records if (event := _parse(record)) is not None]
+        registry = self.context().registry
+        parsed: list[Applicable] = []
+        for record in records:
+            event = _parse(record)
+            actor = None if event is None else actor_of(event, registry)
+            # The service's own raises come back here by the thousand: no load for them.
+            if event is not None and actor is not None and not inert(event, actor):
+                parsed.append((record, event, actor))
         ws = await self._apply(parsed)
         if ws is not None:
             log_notes(ws)
             if ws.timers:
                 self.on_timers_set(min(timer.due_at for timer in ws.timers.values()))
 
-    async def _apply(self, parsed: list[tuple[Any, CaseEvent[Any]]]) -> Workspace | None:
-        fresh: dict[UUID, tuple[Any, CaseEvent[Any]]] = {}
-        for record, event in parsed:
-            fresh.setdefault(event.id, (record, event))
+    async def _apply(self, parsed: list[Applicable]) -> Workspace | None:
+        fresh: dict[UUID, Applicable] = {}
+        for item in parsed:
+            fresh.setdefault(item[1].id, item)
         if not fresh:
             return None
         ctx = self.context()
         async with writing(self.engine) as connection:
-            ws = await store.load(connection, {e.subject for _, e in fresh.values()}, lock=True)
+            ws = await store.load(connection, {e.subject for _, e, _ in fresh.values()}, lock=True)
             seen = await store.seen_ids(connection, list(fresh))
             new = [item for key, item in fresh.items() if key not in seen]
-            ws.already_out.update(await _raised_by_rounds(connection, ctx, new))
-            for record, event in new:
+            ws.already_out.update(await _raised_by_rounds(connection, new))
+            for record, event, actor in new:
                 origin = Origin(
                     record.topic, record.partition, record.offset, record.key, record.value
                 )
-                react(ws, ctx, event, actor_of(event, ctx.registry), origin)
-            await store.save(connection, ws, [event.id for _, event in new])
+                react(ws, ctx, event, actor, origin)
+            await store.save(connection, ws, [event.id for _, event, _ in new])
             await self.publish(await audited(connection, ws.outbox, ws.files, ctx))
         return ws
 
 
-async def _raised_by_rounds(
-    connection: AsyncConnection, ctx: Context, new: list[tuple[Any, CaseEvent[Any]]]
-) -> set[UUID]:
+async def _raised_by_rounds(connection: AsyncConnection, new: list[Applicable]) -> set[UUID]:
     """The raises of this batch's expiries that their timer rounds produced already.
 
     A round produces an expiry and its escalation, then records both; an expiry
@@ -92,8 +101,8 @@ async def _raised_by_rounds(
     """
     deadlines = [
         deadline_timer_id(event)
-        for _, event in new
-        if isinstance(event, HandoffExpired) and actor_of(event, ctx.registry) == OPERATOR
+        for _, event, actor in new
+        if isinstance(event, HandoffExpired) and actor == OPERATOR
     ]
     if not deadlines:
         return set()

@@ -54,13 +54,13 @@ def react(
     `emitter` is `tracker.state.actor_of`: a team's acknowledgement or resolution
     from the console arrives as its agency's, not the operator's.
     """
-    if emitter is None:
+    if emitter is None or inert(event, emitter):
         return  # foreign sources are the tracker's to record
     file = ws.files.get(event.subject)
-    if emitter == OPERATOR:
-        if isinstance(event, HandoffExpired) and file is not None:
+    if isinstance(event, HandoffExpired) and emitter == OPERATOR:
+        if file is not None:
             _expired(ws, ctx, file, event)
-        return  # the bus's other events are this service's own or notices
+        return
     if isinstance(event, EscalationRequested) and refused(
         ws, ctx, event=event, emitter=emitter, file=file, origin=origin
     ):
@@ -81,6 +81,13 @@ def react(
         return
     _trigger(ws, ctx, file, event, emitter)
     _idle(ws, ctx, file, before, event)
+
+
+def inert(event: CaseEvent[Any], emitter: str) -> bool:
+    """A bus event this service does nothing with, so need not load its case for: of the
+    bus's own events only its expiries count (the rest are this service's own raises and
+    resolutions, or notices)."""
+    return emitter == OPERATOR and not isinstance(event, HandoffExpired)
 
 
 def _trigger(

@@ -4,8 +4,9 @@ Per batch: skip the events the rules do nothing with (`react.inert`: the
 service's own raises coming back) and event ids applied before; lock the cases
 the batch touches; apply each event's rules; write cases, escalations, timers
 and the seen ids; produce what the rules emitted (escalations raised at once,
-refusals) and wait for Kafka's acks; then commit the transaction. FastStream commits the offsets
-only after the handler returns (`AckPolicy.NACK_ON_ERROR`), so:
+refusals) and wait for Kafka's acks; then commit the transaction. FastStream
+commits the offsets only after the handler returns (`AckPolicy.NACK_ON_ERROR`),
+so:
 - producing fails: the transaction rolls back and the batch comes again;
 - the commit fails after producing: the batch comes again and emits the same
   events again, under the same derived ids, which consumers deduplicate.

@@ -38,7 +38,7 @@ from services.escalation.fire import expiry_raise_id, fire
 from services.escalation.levels import Context
 from services.escalation.messages import Origin
 from services.escalation.model import Timer
-from services.escalation.react import react
+from services.escalation.react import inert, react
 from services.escalation.workspace import Workspace
 from services.tracker.state import OPERATOR
 
@@ -209,6 +209,20 @@ def test_closing_a_case_withdraws_its_escalations_and_refuses_later_requests(
     assert [b"case-closed"] == [
         dict(m.headers).get("ketenbus-reason-code", "").encode() for m in refusal[:1]
     ]
+
+
+def test_of_the_bus_s_own_events_only_its_expiries_are_loaded_for(
+    registry: AgencyRegistry,
+) -> None:
+    """The consumer skips inert events before loading their cases: the service's own raises
+    come back from the case log one per alert."""
+    story = Story(registry)
+    story.open()
+    request = story.request("uwv", "svb")
+    expired, raised = story.fire_due(story.timer("handoff-deadline"))
+
+    assert (False, True) == (inert(expired, OPERATOR), inert(raised, OPERATOR))
+    assert not inert(request, "uwv")
 
 
 def test_an_expiry_back_on_the_case_log_ends_the_handoff_and_a_late_answer_is_refused(

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.bulk import insert_rows, update_rows
 from services.runtime.tables import case_custody
-from services.tracker.ledger import state_of
+from services.tracker.ledger import state_of, state_values
+from services.tracker.ledger_pg import STATE_COLUMNS
 from services.tracker.state import CaseState, PendingHandoff
 
 CHUNK = 1000
@@ -136,36 +137,10 @@ def _custody_of(row: Any) -> Custody:
     return Custody(state_of(row), list(row.holders))
 
 
-_COLUMNS = (
-    "case_id",
-    "category",
-    "holder",
-    "holders",
-    "status",
-    "pending_handoff_id",
-    "pending_from",
-    "pending_to",
-    "pending_deadline",
-    "bounce_count",
-    "opened_at",
-    "last_event_at",
-)
+_COLUMNS = (*STATE_COLUMNS, "holders")
+"""The custody row: the tracker's state columns and every holder so far."""
 
 
 def _row(custody: Custody) -> tuple[Any, ...]:
     """The custody row's values, in `_COLUMNS` order."""
-    state, pending = custody.state, custody.state.pending
-    return (
-        state.case_id,
-        state.category,
-        state.holder,
-        list(custody.holders),
-        state.status,
-        pending.handoff_id if pending else None,
-        pending.from_agency if pending else None,
-        pending.to_agency if pending else None,
-        pending.deadline if pending else None,
-        state.bounce_count,
-        state.opened_at,
-        state.last_event_at,
-    )
+    return (*state_values(custody.state), list(custody.holders))

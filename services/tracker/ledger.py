@@ -240,6 +240,11 @@ def timeline_row(recorded: Recorded) -> tuple[Any, ...]:
 
 def case_row(state: CaseState, now: datetime) -> tuple[Any, ...]:
     """The `cases` row of `state`, written at `now`, in `CASE_COLUMNS` order."""
+    return (*state_values(state), now)
+
+
+def state_values(state: CaseState) -> tuple[Any, ...]:
+    """The values of `state`, in `STATE_COLUMNS` order."""
     pending = state.pending
     return (
         state.case_id,
@@ -252,7 +257,6 @@ def case_row(state: CaseState, now: datetime) -> tuple[Any, ...]:
         pending.deadline if pending else None,
         state.bounce_count,
         state.opened_at,
-        now,
         state.last_event_at,
     )
 

@@ -55,7 +55,7 @@ TIMELINE_COLUMNS = (
 )
 """The timeline columns the tracker writes (`id` numbers itself), in `timeline_row` order."""
 
-CASE_COLUMNS = (
+STATE_COLUMNS = (
     "case_id",
     "category",
     "holder",
@@ -66,9 +66,12 @@ CASE_COLUMNS = (
     "pending_deadline",
     "bounce_count",
     "opened_at",
-    "updated_at",
     "last_event_at",
 )
+"""The state machine's columns, in `state_values` order; the case id first (the key), and
+the same in `cases` and in the router's `case_custody`."""
+
+CASE_COLUMNS = (*STATE_COLUMNS, "updated_at")
 """The `cases` columns, in `case_row` order."""
 
 # The columns named, in the order `.columns` gives their types (matched by position).

@@ -10,9 +10,10 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
@@ -213,6 +214,13 @@ class AgencyRegistry(BaseModel):
         except ValidationError as exc:
             raise RegistryInvalid(_describe(exc, document)) from None
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy whose lookups are worked out again from its own agencies and categories."""
+        copied = super().model_copy(update=update, deep=deep)
+        for name in _LOOKUPS:
+            copied.__dict__.pop(name, None)  # copied from this registry, maybe stale there
+        return copied
+
     # Looked up for every event; a plain cached attribute is several times faster
     # than a pydantic private attribute, which goes through __getattr__.
     @cached_property
@@ -235,6 +243,10 @@ class AgencyRegistry(BaseModel):
             if agency.verify_key is not None
         }
 
+    @cached_property
+    def _by_category(self) -> dict[str, CaseCategory]:
+        return {c.code: c for c in self.categories}
+
     def agency(self, code: str) -> Agency | None:
         return self._by_code.get(code)
 
@@ -250,7 +262,7 @@ class AgencyRegistry(BaseModel):
         return self._verify_keys.get(key_id)
 
     def category(self, code: str) -> CaseCategory | None:
-        return next((c for c in self.categories if c.code == code), None)
+        return self._by_category.get(code)
 
     def subscribers(self, event_name: str) -> list[tuple[Agency, Subscription]]:
         """Every agency subscribed to this event name, with the subscription that grants it."""
@@ -261,6 +273,11 @@ class AgencyRegistry(BaseModel):
                     found.append((agency, sub))
                     break
         return found
+
+
+_LOOKUPS = tuple(
+    name for name, value in vars(AgencyRegistry).items() if isinstance(value, cached_property)
+)
 
 
 def _unique(problems: list[str], what: str, values: list[str]) -> None:

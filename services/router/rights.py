@@ -47,7 +47,12 @@ def admit(
     if unknown is not None:
         return unknown
     before = custody.state if custody is not None else None
-    path = escalation_agencies(registry, before.category) if before is not None else frozenset()
+    # Only a resolution that forces a handoff is decided on the escalation path.
+    path = (
+        escalation_agencies(registry, before.category)
+        if before is not None and isinstance(event, EscalationResolved)
+        else frozenset()
+    )
     decision = decide(before, event, emitter, path=path)
     if isinstance(decision, Refused):
         return decision.reason

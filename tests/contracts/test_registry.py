@@ -143,3 +143,25 @@ def test_empty_registry_file_is_invalid(tmp_path: Path) -> None:
 
     with pytest.raises(RegistryInvalid, match=r"agencies\.yaml"):
         load_registry(path)
+
+
+def test_example_registry_finds_a_category_by_its_code() -> None:
+    registry = load_registry(EXAMPLE)
+
+    first = registry.categories[0]
+    assert first is registry.category(first.code)
+    assert None is registry.category("no-such-category")
+
+
+def test_a_copied_registry_looks_up_its_own_agencies_and_categories() -> None:
+    registry = load_registry(EXAMPLE)
+    kept = registry.agencies[0]
+    registry.agency(kept.code)  # the lookups are worked out once, then kept
+    registry.category(registry.categories[0].code)
+
+    copied = registry.model_copy(update={"agencies": [kept], "categories": []})
+
+    assert kept is copied.agency(kept.code)
+    assert None is copied.agency(registry.agencies[1].code)
+    assert None is copied.category(registry.categories[0].code)
+    assert registry.agencies[1] is registry.agency(registry.agencies[1].code)

@@ -7,16 +7,15 @@ every event and every delivery on the bus's hot path.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import rfc8785
 
 EXACT_INT = 2**53 - 1
 """The largest integer RFC 8785 writes exactly (as an IEEE 754 double)."""
 _MAX_NODES = 100_000
-_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def canonical_json(value: Any) -> bytes:
@@ -26,12 +25,12 @@ def canonical_json(value: Any) -> bytes:
     ±(2**53 - 1), a non-finite number, a non-string key, a lone surrogate).
     """
     if _plain(value):
-        # Without floats, with ASCII keys and exact integers, the standard
-        # library's C encoder writes RFC 8785 byte for byte (same escapes, same
-        # key order) several times as fast as `rfc8785`.
+        # Without floats, with ASCII keys and exact integers, orjson writes RFC
+        # 8785 byte for byte (same escapes, same key order, UTF-8 unescaped)
+        # many times as fast as `rfc8785`.
         try:
-            return _SORTED.encode(value).encode()
-        except UnicodeEncodeError:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
             pass  # a lone surrogate: `rfc8785` refuses it with its own reason
     try:
         return rfc8785.dumps(value)
@@ -49,13 +48,13 @@ def canonical_flat(value: Mapping[str, str | int | list[str]]) -> bytes:
     surrogate still raises ValueError.
     """
     try:
-        return _SORTED.encode(value).encode()
-    except UnicodeEncodeError:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
         return canonical_json(value)  # refuses it, with `rfc8785`'s reason
 
 
 def _plain(value: Any) -> bool:
-    """Whether `json.dumps` writes `value` exactly as RFC 8785 does.
+    """Whether a sorted compact JSON encoder writes `value` exactly as RFC 8785 does.
 
     RFC 8785 formats numbers as ECMAScript does (floats differ from Python's
     repr, so they are left to `rfc8785`), and sorts keys by UTF-16 code units

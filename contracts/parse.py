@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.envelope import EVENT_TYPE_PREFIX, MAX_EVENT_BYTES, CaseEvent
@@ -25,6 +27,23 @@ class EventRejected(ValueError):
         self.code = code
         self.field = field
         self.reason = reason
+
+
+def read_json(raw: bytes | bytearray | str) -> Any:
+    """The JSON value of `raw` as `json.loads` reads it, mostly several times faster.
+
+    orjson reads an event in a fraction of the standard library's time; what it
+    refuses and `json.loads` takes (NaN, a lone surrogate, a number beyond a
+    double) the standard library reads, so that such an event is refused for
+    what it is, not as unreadable. One difference is left: an integer beyond 64
+    bits reads as the nearest float. No event can carry one (its canonical form
+    refuses integers beyond 2**53, so its signature cannot verify).
+    Raises ValueError for what neither reads.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def parse_event(raw: bytes | bytearray | memoryview) -> CaseEvent[Any]:

@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from contracts.case import CONTEXT_FIELDS
 from contracts.registry import AgencyRegistry, CaseCategory
 
@@ -151,8 +153,11 @@ def _minimised(
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-"""Compact JSON, as agencies' clients write it; built once rather than per copy."""
+"""Compact JSON, as agencies' clients write it, for what orjson does not write."""
 
 
 def _dumps(document: dict[str, Any]) -> bytes:
-    return _ENCODER.encode(document).encode()
+    try:
+        return orjson.dumps(document)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: valid JSON all the same
+        return _ENCODER.encode(document).encode()

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import EVENT_CLASSES, CaseEvent, EventRejected, parse_event, source_urn
 from contracts.events import CaseOpening, HandoffRejection
+from contracts.parse import read_json
 
 FAST = settings(max_examples=300, deadline=None)
 
@@ -126,3 +129,49 @@ def test_any_json_gives_an_event_or_a_rejection(raw: bytes) -> None:
 @given(mutated_events())
 def test_mutated_valid_event_gives_an_event_or_a_rejection(raw: bytes) -> None:
     _parses_or_is_rejected(raw)
+
+
+WITHIN_64_BITS = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@FAST
+@given(value=WITHIN_64_BITS)
+def test_read_json_reads_what_json_loads_reads(value: Any) -> None:
+    raw = json.dumps(value, ensure_ascii=False).encode()
+
+    assert json.loads(raw) == read_json(raw)
+
+
+def test_read_json_reads_what_only_the_standard_library_takes() -> None:
+    raw = b'{"nan": NaN, "lone": "\\ud800", "huge": 1e400}'
+
+    found = read_json(raw)
+
+    assert ("\ud800", math.inf) == (found["lone"], found["huge"])
+    assert math.isnan(found["nan"])
+
+
+def test_read_json_reads_an_integer_beyond_64_bits_as_the_nearest_float() -> None:
+    assert float(2**64) == read_json(str(2**64).encode())
+
+
+@FAST
+@given(raw=st.binary(max_size=40))
+def test_read_json_refuses_exactly_what_json_loads_refuses(raw: bytes) -> None:
+    try:
+        json.loads(raw)
+    except ValueError:
+        with pytest.raises(ValueError):  # noqa: PT011 - the same ValueError json.loads raises
+            read_json(raw)
+    else:
+        read_json(raw)

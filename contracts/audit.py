@@ -17,6 +17,7 @@ bytes, in lowercase hex. The first record's `prev_hash` is `GENESIS_HASH`.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -88,6 +89,7 @@ class AuditRecord(AuditEntry):
 
 
 _ENTRY_FIELDS = frozenset(AuditEntry.model_fields)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def record_hash(seq: int, prev_hash: str, entry: AuditEntry) -> str:
@@ -125,7 +127,11 @@ def _utc_text(value: datetime) -> str:
 def link(seq: int, prev_hash: str, entry: AuditEntry) -> AuditRecord:
     """`entry` as record number `seq`, following the record whose hash is `prev_hash`."""
     fields = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
-    return AuditRecord(
+    if not 1 <= seq <= EXACT_INT or not _SHA256_HEX.fullmatch(prev_hash):
+        raise ValueError(f"no audit record links as number {seq} after {prev_hash[:80]!r}")
+    # The entry is validated and the hash is this module's: nothing left to validate,
+    # and validating would cost more than the hashing (once per delivery).
+    return AuditRecord.model_construct(
         **fields, seq=seq, prev_hash=prev_hash, hash=record_hash(seq, prev_hash, entry)
     )
 

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import topics
 from contracts.registry import AgencyRegistry
-from services.router.deliver import Delivery, check_pool
+from services.router._verifier import Verifier, shared_workers
+from services.router.deliver import Delivery
 from services.router.routing import CaseRouting, OutboxMessage
 from services.runtime.backoff import Backoff
 from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
@@ -48,7 +49,9 @@ def create_router(
     async def publish(messages: Sequence[Outgoing]) -> None:
         await publish_all(broker, messages)
 
-    delivery = Delivery(engine, routing, publish, checkers=check_pool())
+    workers = shared_workers()
+    verifier = Verifier(registry, workers) if workers is not None else None
+    delivery = Delivery(engine, routing, publish, verifier=verifier)
     guard = PoisonGuard("router", settings.max_attempts, dead_letter_with(broker), Backoff())
 
     async def deliver(records: Sequence[Any]) -> None:

@@ -1,6 +1,8 @@
 """One batch of outbox messages delivered: checked, admitted on the case's custody, audited.
 
-In one database transaction:
+A large batch goes in parts of `PART` messages, each as a batch of its own,
+while worker processes verify the signatures of the parts after it
+(`services.router._verifier`). A batch, or a part, in one database transaction:
 1. lock the custody of the cases the batch touches (`services.runtime.custody`);
 2. refuse an event id delivered before (in an earlier batch or this one), and
    skip without a word a record delivered before (its batch came again because
@@ -20,11 +22,7 @@ audited then, and consumers deduplicate.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -37,6 +35,7 @@ from contracts.audit import AuditEntry
 from contracts.envelope import CONTENT_TYPE
 from services.audit import append
 from services.router import minimise
+from services.router._verifier import Verdict, Verifier
 from services.router.rights import admit
 from services.router.routing import Admitted, CaseRouting, OutboxMessage
 from services.runtime import custody
@@ -55,21 +54,13 @@ HEADERS = {"content-type": CONTENT_TYPE}
 Position = tuple[str, int, int]
 """Where a record was read: topic, partition, offset."""
 
-CHECK_CHUNK = 200
-"""Messages per thread-pool task when a batch's stateless checks run off the event loop."""
+PART = 500
+"""Messages per part of a large batch: the workers verify the next parts' signatures
+while the event loop delivers this one. The first parts are smaller (`_parts`)."""
 
-
-def check_pool() -> Executor | None:
-    """Threads for the stateless checks of large batches; None on a single core.
-
-    PyNaCl's verify releases the GIL, so on more than one core signatures are
-    checked in parallel; the event loop meanwhile keeps fetching and
-    heartbeating. The threads are daemon-like and end with the process.
-    """
-    cores = os.cpu_count() or 1
-    if cores == 1:  # one core: threads would only add switching
-        return None
-    return ThreadPoolExecutor(max_workers=min(cores, 4), thread_name_prefix="router-check")
+VERIFIED_APART = 2 * PART
+"""Batches at least this large have their signatures verified by the workers; a smaller
+batch is checked in the event loop, where it waits for no other process."""
 
 
 @dataclass(slots=True)
@@ -79,6 +70,11 @@ class Delivered:
     routed: int = 0
     refused: int = 0
     audited: int = 0
+
+    def add(self, other: Delivered) -> None:
+        self.routed += other.routed
+        self.refused += other.refused
+        self.audited += other.audited
 
 
 class Delivery:
@@ -90,22 +86,50 @@ class Delivery:
         routing: CaseRouting,
         publish: Publish,
         *,
-        checkers: Executor | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.engine = engine
         self.routing = routing
         self.publish = publish
-        self.checkers = checkers
+        self.verifier = verifier
         self.grants = minimise.Grants(routing.registry)
 
     async def handle(self, messages: Sequence[OutboxMessage]) -> Delivered:
-        """Deliver a batch; raise to have it come again (nothing of it is committed then)."""
-        return await self._deliver(messages)
+        """Deliver a batch; raise to have it come again.
 
-    async def _deliver(self, messages: Sequence[OutboxMessage]) -> Delivered:
+        A large batch is delivered in parts, each in its own transaction, while
+        the workers verify the signatures of the parts after it. When a part
+        fails, the parts before it are committed and produced already; the batch
+        comes again and their records are recognised as redelivered (`_deliver`).
+        """
+        if self.verifier is None or len(messages) < VERIFIED_APART:
+            return await self._deliver(messages, [self.routing.check(m) for m in messages])
+        parts = _parts(messages)
+        pending = [self.verifier.submit([m.value for m in part]) for part in parts]
+        done = Delivered()
+        try:
+            for part, verdicts in zip(parts, pending, strict=True):
+                checked = self._checked(part, await verdicts)
+                done.add(await self._deliver(part, checked))
+        finally:
+            for verdicts in pending:
+                verdicts.cancel()  # the parts after a failed one: the batch comes again
+        return done
+
+    def _checked(
+        self, messages: Sequence[OutboxMessage], verdicts: Sequence[Verdict]
+    ) -> list[Admitted | list[Outgoing]]:
+        return [
+            self.routing.check(message, verdict)
+            for message, verdict in zip(messages, verdicts, strict=True)
+        ]
+
+    async def _deliver(
+        self, messages: Sequence[OutboxMessage], checks: Sequence[Admitted | list[Outgoing]]
+    ) -> Delivered:
         out: list[Outgoing] = []
         admitted: list[Admitted] = []
-        for checked in await self._checked(messages):
+        for checked in checks:
             if isinstance(checked, Admitted):
                 admitted.append(checked)
             else:
@@ -152,26 +176,6 @@ class Delivery:
             await self.publish(out)
         return done
 
-    async def _checked(self, messages: Sequence[OutboxMessage]) -> list[Admitted | list[Outgoing]]:
-        """Each message's stateless checks, in order; a large batch's in the thread pool."""
-        if self.checkers is None or len(messages) < 2 * CHECK_CHUNK:
-            return [self.routing.check(message) for message in messages]
-        loop = asyncio.get_running_loop()
-        chunks = [messages[i : i + CHECK_CHUNK] for i in range(0, len(messages), CHECK_CHUNK)]
-        # Each task in a copy of this context, so a refusal's log lines keep what is bound to it.
-        results = await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    self.checkers, contextvars.copy_context().run, self._check_chunk, chunk
-                )
-                for chunk in chunks
-            )
-        )
-        return [checked for result in results for checked in result]
-
-    def _check_chunk(self, messages: Sequence[OutboxMessage]) -> list[Admitted | list[Outgoing]]:
-        return [self.routing.check(message) for message in messages]
-
     def _refusal(
         self, item: Admitted, ledger: custody.Ledger, seen: Mapping[UUID, Position]
     ) -> tuple[str, str] | None:
@@ -208,8 +212,10 @@ class Delivery:
         for copy in minimise.deliveries(item.document, item.message.value, grants):
             out.append(Outgoing(topics.inbox(copy.receiver), key, copy.value, HEADERS, chain))
             copies.append(out[-1])
+            # Every value comes from the validated event and registry: constructed, not
+            # validated again (a validation per delivery costs more than its hash).
             entries.append(
-                AuditEntry(
+                AuditEntry.model_construct(
                     case_id=event.subject,
                     event_id=event.id,
                     event_type=event.name,
@@ -241,3 +247,17 @@ _SEEN_COLUMNS = ("event_id", "seen_at", "topic", "partition", "offset")
 def _seen_row(item: Admitted, now: datetime) -> tuple[object, ...]:
     message = item.message
     return (item.event.id, now, message.topic, message.partition, message.offset)
+
+
+def _parts(messages: Sequence[OutboxMessage]) -> list[Sequence[OutboxMessage]]:
+    """The batch in parts of PART messages, after smaller ones (PART/4, then PART/2).
+
+    The event loop waits for the workers only for the first part; a small one
+    is verified soon, and while it is delivered the workers get ahead.
+    """
+    parts: list[Sequence[OutboxMessage]] = []
+    start, size = 0, PART // 4
+    while start < len(messages):
+        parts.append(messages[start : start + size])
+        start, size = start + size, min(2 * size, PART)
+    return parts

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -12,9 +11,10 @@ from contracts import topics
 from contracts.case import PersonalSection
 from contracts.envelope import CONTENT_TYPE, MAX_EVENT_BYTES, CaseEvent, oin_of_source, source_urn
 from contracts.events import DeliveryFailed, DeliveryFailure
-from contracts.parse import EventRejected, parse_event
+from contracts.parse import EventRejected, parse_event, read_json
 from contracts.registry import Agency, AgencyRegistry
 from contracts.signing import SignatureRefused, verify_signature
+from services.router._verifier import UNCHECKED, VERIFIED, Verdict
 from services.runtime.kafka import Outgoing
 from services.runtime.logging import get_logger
 
@@ -71,14 +71,16 @@ class CaseRouting:
     def __init__(self, registry: AgencyRegistry) -> None:
         self.registry = registry
         self.stats = RoutingStats()
-        # `check` runs in a thread pool for large batches (`services.router.deliver`).
-        self._stats_lock = threading.Lock()
         self._notice_source = source_urn(registry.operator.oin, "ketenbus-router")
 
     def check(  # noqa: PLR0911 - one return per check, in the order the docstring gives
-        self, message: OutboxMessage
+        self, message: OutboxMessage, signature: Verdict = UNCHECKED
     ) -> Admitted | list[Outgoing]:
-        """The admitted message, or what refusing it produces (dead letter, notice)."""
+        """The admitted message, or what refusing it produces (dead letter, notice).
+
+        `signature`: the signature's verdict when a worker checked it apart
+        (`services.router._verifier`); unchecked, it is verified here.
+        """
         agency_code = topics.agency_of_outbox(message.topic)
         agency = self.registry.agency(agency_code) if agency_code else None
         if agency is None:
@@ -87,15 +89,18 @@ class CaseRouting:
         if len(value) > MAX_EVENT_BYTES:
             return self._unparsed(message, agency, value)
         try:
-            document = json.loads(value)
+            document = read_json(value)
         except (UnicodeDecodeError, ValueError):
             return self._unparsed(message, agency, value)
         if not isinstance(document, dict):
             return self._unparsed(message, agency, value)
-        try:
-            verify_signature(document, self.registry)
-        except SignatureRefused as exc:
-            return self.refuse(message, agency, None, exc.code, exc.reason)
+        if signature == UNCHECKED:
+            try:
+                verify_signature(document, self.registry)
+            except SignatureRefused as exc:
+                return self.refuse(message, agency, None, exc.code, exc.reason)
+        elif signature != VERIFIED:
+            return self.refuse(message, agency, None, *signature)
         try:
             event = parse_event(value)
         except EventRejected as exc:
@@ -150,8 +155,7 @@ class CaseRouting:
         reason: str,
     ) -> list[Outgoing]:
         """The dead letter (with the reason in its headers) and, to a known sender, a notice."""
-        with self._stats_lock:
-            self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
+        self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
         case_id = event.subject if event is not None else _case_of_key(message.key)
         log.warning(
             "event rejected",

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
+from services.router._verifier import UNCHECKED, Verdict
 from services.router.app import create_router
 from services.router.routing import Admitted, CaseRouting, OutboxMessage
 from services.runtime.kafka import Outgoing
@@ -35,9 +36,11 @@ class CountingRouting(CaseRouting):
 
     checked = 0
 
-    def check(self, message: OutboxMessage) -> Admitted | list[Outgoing]:
+    def check(
+        self, message: OutboxMessage, signature: Verdict = UNCHECKED
+    ) -> Admitted | list[Outgoing]:
         self.checked += 1
-        return super().check(message)
+        return super().check(message, signature)
 
 
 @dataclass(frozen=True)

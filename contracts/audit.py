@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from uuid import UUID
 
+import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -97,9 +98,24 @@ def record_hash(seq: int, prev_hash: str, entry: AuditEntry) -> str:
 
     `entry` may be a record already: only the entry's own fields are hashed.
     """
+    document = _document(seq, prev_hash, entry)
+    # ASCII keys; strings, a list of strings and `seq` as values (validated fields).
+    flat = -EXACT_INT <= seq <= EXACT_INT
+    text = canonical_flat(document) if flat else canonical_json(document)
+    return hashlib.sha256(text).hexdigest()
+
+
+def record_json(record: AuditRecord) -> bytes:
+    """The record as published on `ketenbus.audit`: what `model_dump_json` writes, faster."""
+    document = _document(record.seq, record.prev_hash, record)
+    document["hash"] = record.hash
+    return orjson.dumps(document)
+
+
+def _document(seq: int, prev_hash: str, entry: AuditEntry) -> dict[str, str | int | list[str]]:
     # The entry's JSON as `model_dump(mode="json")` writes it, spelt out: this
     # runs once per delivery, and pydantic's dump costs more than the hashing.
-    document: dict[str, str | int | list[str]] = {
+    return {
         "case_id": str(entry.case_id),
         "event_id": str(entry.event_id),
         "event_type": entry.event_type,
@@ -111,10 +127,6 @@ def record_hash(seq: int, prev_hash: str, entry: AuditEntry) -> str:
         "seq": seq,
         "prev_hash": prev_hash,
     }
-    # ASCII keys; strings, a list of strings and `seq` as values (validated fields).
-    flat = -EXACT_INT <= seq <= EXACT_INT
-    text = canonical_flat(document) if flat else canonical_json(document)
-    return hashlib.sha256(text).hexdigest()
 
 
 @lru_cache(maxsize=64)

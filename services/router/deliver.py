@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import topics
-from contracts.audit import AuditEntry
+from contracts.audit import AuditEntry, record_json
 from contracts.envelope import CONTENT_TYPE
 from services.audit import append
 from services.router import minimise
@@ -167,9 +167,7 @@ class Delivery:
             records = await append(connection, entries) if entries else []
             # Each audit record in its event's chain (the key and correlation id of its copy).
             out += [
-                Outgoing(
-                    topics.AUDIT, copy.key, r.model_dump_json().encode(), {}, copy.correlation_id
-                )
+                Outgoing(topics.AUDIT, copy.key, record_json(r), {}, copy.correlation_id)
                 for r, copy in zip(records, copies, strict=True)
             ]
             done.audited = len(records)

@@ -19,6 +19,7 @@ from contracts.audit import (
     check_chain,
     link,
     record_hash,
+    record_json,
 )
 from tests.services.audit.entries import T0, entries, entry
 
@@ -39,6 +40,13 @@ def test_a_record_hash_is_sha256_of_its_published_json_without_hash_in_rfc8785_f
     claimed = published.pop("hash")
 
     assert hashlib.sha256(rfc8785.dumps(published)).hexdigest() == claimed
+
+
+def test_a_record_is_published_as_pydantic_writes_it_byte_for_byte() -> None:
+    record = link(7, "a" * 64, entry(minute=5).model_copy(update={"purpose": "Zorg ë \u2028 \x01"}))
+
+    assert record.model_dump_json().encode() == record_json(record)
+    assert record == AuditRecord.model_validate_json(record_json(record))
 
 
 def test_a_record_publishes_its_time_in_utc_with_microseconds() -> None:

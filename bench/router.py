@@ -57,6 +57,7 @@ from services.router.app import BATCH as ROUTER_BATCH
 from services.router.app import create_router
 from services.router.routing import Admitted, CaseRouting, OutboxMessage
 from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.heap import long_lived_frozen
 from services.runtime.kafka import PRODUCER_BATCH_BYTES, Outgoing
 from services.runtime.registry_file import load_registry, with_signing_keys
 from services.runtime.settings import Settings
@@ -282,6 +283,7 @@ async def bench_router(events: int, timeout: float = 300.0) -> RouterBench:
     registry = with_signing_keys(plain, {code: k.public_key for code, k in keys.items()})
     messages = case_events(registry, keys, events)
     with (
+        long_lived_frozen(),  # as in the router's own process (`service_main`), for both sides
         tempfile.TemporaryDirectory(prefix="ketenbus-bench-") as directory,
         EmbeddedBroker(free_port()) as embedded,
     ):

@@ -48,6 +48,7 @@ from contracts import topics
 from services.escalation.model import Timer
 from services.escalation.service import EscalationService
 from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.heap import long_lived_frozen
 from services.runtime.logging import configure
 from services.runtime.registry_file import load_registry
 from services.runtime.settings import Settings
@@ -338,6 +339,7 @@ async def bench_timers(
     from services.runtime.topics import bus_topics, ensure_topics
 
     with (
+        long_lived_frozen(),  # as in the service's own process (`service_main`), for both sides
         tempfile.TemporaryDirectory(prefix="ketenbus-bench-") as name,
         EmbeddedBroker(free_port()) as embedded,
     ):

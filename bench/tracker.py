@@ -60,6 +60,7 @@ from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
 from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
 from services.runtime.errors import UserError
+from services.runtime.heap import long_lived_frozen
 from services.runtime.registry_file import load_registry
 from services.runtime.settings import Settings
 from services.runtime.store import make_engine, migrate
@@ -344,7 +345,8 @@ async def bench_tracker(
         store = make_engine(database)
         try:
             await migrate(store)
-            with EmbeddedBroker(free_port()) as embedded:
+            # As in the tracker's own process (`service_main`), for the floor and the tracker.
+            with long_lived_frozen(), EmbeddedBroker(free_port()) as embedded:
                 await ensure_topics(
                     embedded.bootstrap, bus_topics(registry), partitions=settings.topic_partitions
                 )

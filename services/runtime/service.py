@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from services.runtime.heap import freeze_long_lived
 from services.runtime.http import http_server
 from services.runtime.kafka import kafka_unreachable
 from services.runtime.logging import get_logger
@@ -151,6 +152,7 @@ def service_main(name: str, run: Callable[[Settings, str], Coroutine[Any, Any, N
             "bootstrap servers, or run the whole bus with `ketenbus up`"
         )
     tracing = setup_tracing(settings, name)
+    freeze_long_lived()  # the service's modules are imported: they live as long as it does
     try:
         asyncio.run(run(settings, bootstrap))
     except (RegistryInvalid, UserError) as exc:

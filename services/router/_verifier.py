@@ -135,16 +135,20 @@ _shared: Workers | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_workers() -> Workers | None:
-    """This process's signature workers (one per core beside the event loop's, at most
-    four); None on a single core, where a worker would only take turns with the loop."""
+def shared_workers(count: int | None = None) -> Workers | None:
+    """This process's signature workers, `count` of them when the first router asks.
+
+    None: one per core beside the event loop's, at most four, and none on a
+    single core, where a worker would only take turns with the loop. 0: none.
+    """
     global _shared  # noqa: PLW0603 - one pool per process, made on first use
-    cores = os.cpu_count() or 1
-    if cores < 2:  # the loop's core and at least one more
+    if count is None:
+        count = min((os.cpu_count() or 1) - 1, 4)
+    if count < 1:
         return None
     with _shared_lock:
         if _shared is None:
-            _shared = Workers(min(cores - 1, 4))
+            _shared = Workers(count)
         return _shared
 
 

@@ -49,7 +49,7 @@ def create_router(
     async def publish(messages: Sequence[Outgoing]) -> None:
         await publish_all(broker, messages)
 
-    workers = shared_workers()
+    workers = shared_workers(settings.router_signature_workers)
     verifier = Verifier(registry, workers) if workers is not None else None
     delivery = Delivery(engine, routing, publish, verifier=verifier)
     guard = PoisonGuard("router", settings.max_attempts, dead_letter_with(broker), Backoff())

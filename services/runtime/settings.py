@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         description="Failures of one batch (other than an outage) before its records are "
         "processed one by one and one that still fails is dead-lettered.",
     )
+    router_signature_workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="Processes that verify the signatures of a router's large batches; "
+        "unset: one per core beside the router's, at most four (none on one core); 0: the "
+        "router verifies every signature itself.",
+    )
     ping_pong_limit: int = Field(
         default=3, ge=1, description="Rejections of one case before it is escalated (ping-pong)."
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
-from services.router._verifier import UNCHECKED, VERIFIED, verdicts
+from services.router._verifier import UNCHECKED, VERIFIED, shared_workers, verdicts
 from tests.services.tracker.factory import EventFactory
 
 
@@ -70,3 +70,7 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_no_workers_are_started_when_the_setting_says_none() -> None:
+    assert None is shared_workers(0)

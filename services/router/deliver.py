@@ -17,7 +17,9 @@ The audit records are written before anything is produced: when the store
 cannot take them the batch fails before a single copy goes out, and comes
 again (fail-closed). A failure at the commit itself, after producing, brings
 the batch back too; it is then delivered again under the same event ids and
-audited then, and consumers deduplicate.
+audited then, and consumers deduplicate. When a batch comes again, the
+refusals of its records are produced again (the router keeps no record of
+them): dead letters and notices are at least once, as the README says.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ normal exit, by each worker itself when its parent is gone.
 
 A worker that cannot answer costs nothing but speed: the router then checks
 those signatures itself (`UNCHECKED`).
+
+The workers are spawned, not forked, so each imports the parent's main
+module: a program that runs a router keeps its start-up under
+`if __name__ == "__main__":` (`ketenbus`, `python -m services.router` and
+pytest do).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import topics
-from contracts.audit import AuditEntry, AuditRecord
+from contracts.audit import AuditEntry, AuditRecord, record_json
 from contracts.registry import AgencyRegistry
 from services.audit import append
 from services.escalation.levels import Context
@@ -109,7 +109,4 @@ async def audited_each(
 
 
 def _records_out(records: Sequence[AuditRecord]) -> list[Outgoing]:
-    return [
-        Outgoing(topics.AUDIT, str(r.case_id).encode(), r.model_dump_json().encode())
-        for r in records
-    ]
+    return [Outgoing(topics.AUDIT, str(r.case_id).encode(), record_json(r)) for r in records]

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import orjson
@@ -89,7 +89,7 @@ class AuditRecord(AuditEntry):
     hash: Sha256Hex = Field(description="`record_hash` of this record.")
 
 
-_ENTRY_FIELDS = frozenset(AuditEntry.model_fields)
+_ENTRY_ORDER = tuple(AuditEntry.model_fields)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -138,14 +138,65 @@ def _utc_text(value: datetime) -> str:
 
 def link(seq: int, prev_hash: str, entry: AuditEntry) -> AuditRecord:
     """`entry` as record number `seq`, following the record whose hash is `prev_hash`."""
-    fields = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
     if not 1 <= seq <= EXACT_INT or not _SHA256_HEX.fullmatch(prev_hash):
         raise ValueError(f"no audit record links as number {seq} after {prev_hash[:80]!r}")
-    # The entry is validated and the hash is this module's: nothing left to validate,
-    # and validating would cost more than the hashing (once per delivery).
-    return AuditRecord.model_construct(
-        **fields, seq=seq, prev_hash=prev_hash, hash=record_hash(seq, prev_hash, entry)
+    values = {name: getattr(entry, name) for name in _ENTRY_ORDER}
+    values["seq"] = seq
+    values["prev_hash"] = prev_hash
+    values["hash"] = record_hash(seq, prev_hash, entry)
+    # The entry is valid and the hash is this module's: nothing left to validate.
+    return _trusted(AuditRecord, values)
+
+
+def trusted_entry(
+    *,
+    case_id: UUID,
+    event_id: UUID,
+    event_type: str,
+    receiver: str,
+    fields: list[str],
+    purpose: str,
+    legal_basis: str,
+    delivered_at: datetime,
+) -> AuditEntry:
+    """An AuditEntry of values the caller has validated already, not validated again.
+
+    For the router, which builds one per delivery from a validated event and
+    registry: validating them again, or `model_construct`'s search for aliases
+    and defaults field by field, cost more than the record's hash. `delivered_at`
+    must be aware and in UTC.
+    """
+    return _trusted(
+        AuditEntry,
+        {
+            "case_id": case_id,
+            "event_id": event_id,
+            "event_type": event_type,
+            "receiver": receiver,
+            "fields": fields,
+            "purpose": purpose,
+            "legal_basis": legal_basis,
+            "delivered_at": delivered_at,
+        },
     )
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _trusted(cls: type[_Model], values: dict[str, Any]) -> _Model:
+    """`cls.model_construct(**values)` for `values` naming each field once, in order.
+
+    What `model_construct` ends with, without its loop over the fields; these
+    models have no defaults, aliases, extras or private attributes
+    (`tests/contracts/test_audit.py` compares the two).
+    """
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", set(values))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
 
 
 BreakKind = Literal[

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import topics
-from contracts.audit import AuditEntry, record_json
+from contracts.audit import AuditEntry, record_json, trusted_entry
 from contracts.envelope import CONTENT_TYPE
 from services.audit import append
 from services.router import minimise
@@ -212,10 +212,9 @@ class Delivery:
         for copy in minimise.deliveries(item.document, item.message.value, grants):
             out.append(Outgoing(topics.inbox(copy.receiver), key, copy.value, HEADERS, chain))
             copies.append(out[-1])
-            # Every value comes from the validated event and registry: constructed, not
-            # validated again (a validation per delivery costs more than its hash).
+            # Every value comes from the validated event and registry.
             entries.append(
-                AuditEntry.model_construct(
+                trusted_entry(
                     case_id=event.subject,
                     event_id=event.id,
                     event_type=event.name,

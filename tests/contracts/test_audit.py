@@ -20,6 +20,7 @@ from contracts.audit import (
     link,
     record_hash,
     record_json,
+    trusted_entry,
 )
 from tests.services.audit.entries import T0, entries, entry
 
@@ -47,6 +48,29 @@ def test_a_record_is_published_as_pydantic_writes_it_byte_for_byte() -> None:
 
     assert record.model_dump_json().encode() == record_json(record)
     assert record == AuditRecord.model_validate_json(record_json(record))
+
+
+def test_a_trusted_entry_is_the_entry_pydantic_validates_from_the_same_values() -> None:
+    validated = entry()
+
+    trusted = trusted_entry(**validated.model_dump())
+
+    assert validated == trusted
+    assert validated.model_dump_json() == trusted.model_dump_json()
+    assert validated.model_fields_set == trusted.model_fields_set
+    with pytest.raises(ValidationError):
+        trusted.receiver = "uwv"  # frozen, as a validated entry
+
+
+def test_a_linked_record_is_the_record_pydantic_validates_from_its_json() -> None:
+    record = link(3, "b" * 64, entry())
+
+    again = AuditRecord.model_validate_json(record.model_dump_json())
+
+    assert again == record
+    assert again.model_fields_set == record.model_fields_set
+    assert again.model_dump() == record.model_dump()
+    assert list(AuditRecord.model_fields) == list(record.model_dump())
 
 
 def test_a_record_publishes_its_time_in_utc_with_microseconds() -> None:

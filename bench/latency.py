@@ -55,6 +55,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench._events import SENDER, case_events
+from bench._proc import cpu_seconds
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
@@ -294,13 +295,8 @@ class Service:
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system) the process has used so far; NaN off Linux."""
-        try:
-            stat = Path(f"/proc/{self.process.pid if self.process else 0}/stat").read_text()
-        except OSError:
-            return float("nan")
-        # Fields after the command name (which may hold spaces); utime and stime are 14 and 15.
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        used = cpu_seconds(self.process.pid) if self.process else None
+        return float("nan") if used is None else used
 
     async def stop(self) -> None:
         process = self.process

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +44,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench._events import CATEGORY, SENDER, case_events
+from bench._proc import cpu_seconds
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.envelope import EVENT_TYPE_PREFIX
@@ -116,16 +116,8 @@ class _Clock:
 
 def _cpu_s() -> float:
     """CPU seconds of this process and of its live children (the router's signature workers)."""
-    total = time.process_time()
-    for child in multiprocessing.active_children():
-        try:
-            stat = Path(f"/proc/{child.pid}/stat").read_text()
-        except OSError:
-            continue  # not Linux, or gone: its time is not counted
-        # Fields after the command name (which may hold spaces); utime and stime are 14 and 15.
-        fields = stat.rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    children = (cpu_seconds(child.pid) for child in multiprocessing.active_children() if child.pid)
+    return time.process_time() + sum(used for used in children if used is not None)
 
 
 async def _produce_all(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,6 +22,35 @@ from services.runtime.kafka import Outgoing
 COUNT = VERIFIED_APART + 300
 
 
+@dataclass(frozen=True)
+class Batch:
+    """COUNT signed events from SENDER's outbox, the one at `tampered` changed after signing."""
+
+    messages: list[OutboxMessage]
+    tampered: int
+
+    def signed_as_sent(self) -> list[bytes]:
+        return [m.value for i, m in enumerate(self.messages) if i != self.tampered]
+
+
+@dataclass
+class Produced:
+    """What the delivery produced, in order; `fail_on` makes that call raise instead."""
+
+    messages: list[Outgoing] = field(default_factory=list)
+    fail_on: int = 0
+    calls: int = 0
+
+    async def publish(self, out: Sequence[Outgoing]) -> None:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise TimeoutError("no acks")
+        self.messages.extend(out)
+
+    def on(self, topic: str) -> list[Outgoing]:
+        return [m for m in self.messages if m.topic == topic]
+
+
 @pytest.fixture(scope="module")
 def workers() -> Iterator[Workers]:
     workers = Workers(1)
@@ -30,95 +60,70 @@ def workers() -> Iterator[Workers]:
         workers.close()
 
 
-def _batch(
-    registry: AgencyRegistry, keys: dict[str, AgencyKeys]
-) -> tuple[list[OutboxMessage], int]:
-    """COUNT signed events from SENDER's outbox, one of them changed after signing."""
-    events = case_events(registry, keys, COUNT)
+@pytest.fixture
+def batch(signed_registry: AgencyRegistry, agency_keys: dict[str, AgencyKeys]) -> Batch:
+    events = case_events(signed_registry, agency_keys, COUNT)
     tampered = len(events) // 2 + 1  # a handoff request, its case opened just before
     key, value = events[tampered]
     events[tampered] = (key, value.replace(b"Doorverwijzing", b"Doorverwezen!!"))
     outbox = topics.outbox(SENDER)
-    return [OutboxMessage(outbox, 0, i, k, v) for i, (k, v) in enumerate(events)], tampered
+    messages = [OutboxMessage(outbox, 0, i, k, v) for i, (k, v) in enumerate(events)]
+    return Batch(messages, tampered)
 
 
 async def test_a_batch_verified_by_the_workers_is_delivered_in_order_with_its_refusals(
-    store: AsyncEngine,
-    signed_registry: AgencyRegistry,
-    agency_keys: dict[str, AgencyKeys],
-    workers: Workers,
+    store: AsyncEngine, signed_registry: AgencyRegistry, batch: Batch, workers: Workers
 ) -> None:
-    messages, tampered = _batch(signed_registry, agency_keys)
-    sent: list[Outgoing] = []
-
-    async def publish(out: Sequence[Outgoing]) -> None:
-        sent.extend(out)
-
+    produced = Produced()
     routing = CaseRouting(signed_registry)
     verifier = Verifier(signed_registry, workers)
-    done = await Delivery(store, routing, publish, verifier=verifier).handle(messages)
+
+    done = await Delivery(store, routing, produced.publish, verifier=verifier).handle(
+        batch.messages
+    )
 
     assert (COUNT - 1, 1) == (done.routed, done.refused)
     assert {"bad-signature": 1} == routing.stats.rejected
-    case_log = [m.value for m in sent if m.topic == topics.CASES]
-    assert [m.value for i, m in enumerate(messages) if i != tampered] == case_log
-    dead = [m for m in sent if m.topic == topics.DLQ]
-    assert [messages[tampered].value] == [m.value for m in dead]
+    assert batch.signed_as_sent() == [m.value for m in produced.on(topics.CASES)]
+    dead = produced.on(topics.DLQ)
+    assert [batch.messages[batch.tampered].value] == [m.value for m in dead]
     assert "bad-signature" == dead[0].headers[topics.DLQ_REASON_CODE]
 
 
 async def test_a_failed_part_brings_the_batch_again_and_its_delivered_parts_are_not_repeated(
-    store: AsyncEngine,
-    signed_registry: AgencyRegistry,
-    agency_keys: dict[str, AgencyKeys],
-    workers: Workers,
+    store: AsyncEngine, signed_registry: AgencyRegistry, batch: Batch, workers: Workers
 ) -> None:
-    messages, tampered = _batch(signed_registry, agency_keys)
-    sent: list[Outgoing] = []
-    calls = 0
-
-    async def publish(out: Sequence[Outgoing]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 3:  # the third part: Kafka did not ack, nothing of it is committed
-            raise TimeoutError("no acks")
-        sent.extend(out)
-
+    produced = Produced(fail_on=3)  # the third part: Kafka did not ack, nothing of it is committed
     routing = CaseRouting(signed_registry)
-    delivery = Delivery(store, routing, publish, verifier=Verifier(signed_registry, workers))
+    verifier = Verifier(signed_registry, workers)
+    delivery = Delivery(store, routing, produced.publish, verifier=verifier)
+
     with pytest.raises(TimeoutError):
-        await delivery.handle(messages)
-    delivered_before = len([m for m in sent if m.topic == topics.CASES])
-    done = await delivery.handle(messages)  # the batch again, from its first record
+        await delivery.handle(batch.messages)
+    delivered_before = len(produced.on(topics.CASES))
+    done = await delivery.handle(batch.messages)  # the batch again, from its first record
 
     assert 0 < delivered_before < COUNT - 1
     assert COUNT - 1 - delivered_before == done.routed
-    case_log = [m.value for m in sent if m.topic == topics.CASES]
-    assert [m.value for i, m in enumerate(messages) if i != tampered] == case_log
+    assert batch.signed_as_sent() == [m.value for m in produced.on(topics.CASES)]
 
 
 async def test_the_router_verifies_itself_when_its_workers_are_gone(
-    store: AsyncEngine,
-    signed_registry: AgencyRegistry,
-    agency_keys: dict[str, AgencyKeys],
+    store: AsyncEngine, signed_registry: AgencyRegistry, batch: Batch
 ) -> None:
-    messages, tampered = _batch(signed_registry, agency_keys)
-    sent: list[Outgoing] = []
-
-    async def publish(out: Sequence[Outgoing]) -> None:
-        sent.extend(out)
-
+    produced = Produced()
     doomed = Workers(1)
     try:
         verifier = Verifier(signed_registry, doomed)
         worker = doomed.get().submit(os.getpid).result(timeout=60)
         os.kill(worker, signal.SIGKILL)
         routing = CaseRouting(signed_registry)
-        done = await Delivery(store, routing, publish, verifier=verifier).handle(messages)
+        done = await Delivery(store, routing, produced.publish, verifier=verifier).handle(
+            batch.messages
+        )
     finally:
         doomed.close()
 
     assert (COUNT - 1, 1) == (done.routed, done.refused)
     assert {"bad-signature": 1} == routing.stats.rejected
-    case_log = [m.value for m in sent if m.topic == topics.CASES]
-    assert [m.value for i, m in enumerate(messages) if i != tampered] == case_log
+    assert batch.signed_as_sent() == [m.value for m in produced.on(topics.CASES)]

@@ -16,6 +16,7 @@ from services.router._verifier import Verifier, shared_workers
 from services.router.deliver import Delivery
 from services.router.routing import CaseRouting, OutboxMessage
 from services.runtime.backoff import Backoff
+from services.runtime.catch_up import CatchUp
 from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
 from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
@@ -53,6 +54,7 @@ def create_router(
     verifier = Verifier(registry, workers) if workers is not None else None
     delivery = Delivery(engine, routing, publish, verifier=verifier)
     guard = PoisonGuard("router", settings.max_attempts, dead_letter_with(broker), Backoff())
+    catch_up = CatchUp(BATCH)
 
     async def deliver(records: Sequence[Any]) -> None:
         done = await delivery.handle(
@@ -74,8 +76,6 @@ def create_router(
         **consumer_options(settings),
     )
     async def route_outboxes(message: KafkaMessage) -> None:
-        records = message.raw_message
-        assert isinstance(records, tuple)
-        await guard.run(records, deliver)
+        await catch_up.run(message, lambda records: guard.run(records, deliver))
 
     return broker

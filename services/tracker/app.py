@@ -25,6 +25,7 @@ from contracts.parse import EventRejected, parse_event
 from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
 from services.runtime.backoff import Backoff
+from services.runtime.catch_up import CatchUp
 from services.runtime.kafka import consumer_options, make_broker
 from services.runtime.logging import get_logger
 from services.runtime.poison import PoisonGuard, dead_letter_with
@@ -130,6 +131,7 @@ def create_tracker(
     broker = make_broker(settings, bootstrap, client_id="ketenbus-tracker")
     recorder = recorder or CaseRecorder(engine, registry)
     guard = PoisonGuard("tracker", settings.max_attempts, dead_letter_with(broker), Backoff())
+    catch_up = CatchUp(MAX_RECORDS)
 
     @broker.subscriber(
         CASES,
@@ -141,7 +143,6 @@ def create_tracker(
         **consumer_options(settings),
     )
     async def on_cases(msg: KafkaMessage) -> None:
-        raw: Any = msg.raw_message  # a tuple of ConsumerRecords (a list under TestKafkaBroker)
-        await guard.run(raw if isinstance(raw, tuple | list) else (raw,), recorder.record)
+        await catch_up.run(msg, lambda records: guard.run(records, recorder.record))
 
     return broker

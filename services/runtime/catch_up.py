@@ -41,8 +41,6 @@ class CatchUp:
     def __init__(self, max_records: int, *, wait_ms: float = WAIT_MS) -> None:
         self.max_records = max_records
         self.wait_ms = wait_ms
-        self.topped_up = 0
-        """Records read on so far (for tests and metrics)."""
         self._last_start = float("-inf")
         self._last_end = float("-inf")
 
@@ -59,7 +57,6 @@ class CatchUp:
                 timeout_ms=int(self.wait_ms), max_records=self.max_records - len(records)
             )
             extra = tuple(chain.from_iterable(more.values()))
-            self.topped_up += len(extra)
         self._last_start = time.monotonic()
         try:
             await deliver(records + extra)

@@ -89,7 +89,8 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         le=64,
-        description="Processes that verify the signatures of a router's large batches; "
+        description="Processes that verify the signatures of a router's batches of 16 or "
+        "more, beside the share it checks itself; "
         "unset: one per core beside the router's, at most four (none on one core); 0: the "
         "router verifies every signature itself.",
     )

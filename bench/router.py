@@ -12,6 +12,12 @@ clock starts, from the router's own rules. The audit topic is router overhead.
 A bare relay (outbox to one topic, no parsing or checks) is measured too, for
 information: what the broker and aiokafka alone move.
 
+The verifying relay and the router are measured in `rounds` pairs, each pair
+one after the other over the same events (new consumer groups, and a new
+store for each router), the order alternating from pair to pair. On a shared
+machine one phase's rate can drift by a fifth from the next's; the figures
+are the medians, and the ratio is the median of the pairs' own ratios.
+
 The router does all its work: it parses
 and validates each event, verifies its Ed25519 signature against the
 registry, checks holder rights on the case's custody in its store (one
@@ -38,6 +44,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import median
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
@@ -80,19 +87,23 @@ class RouterBench:
     """All three rates on the same events; the ratio is the router's to the verifying relay's."""
 
     events: int
+    rounds: int
     baseline_events_per_s: float
     """The minimal relay: parse, verify, produce to the case log and the inboxes."""
     bare_relay_events_per_s: float
     """Outbox to one topic, no parsing or checks: informative only."""
     router_events_per_s: float
     ratio: float
-    """router / baseline."""
+    """The median of each round's router / baseline."""
+    round_ratios: list[float]
+    """Each round's router / baseline, in the order run."""
     router_messages_out: int
-    """Case log records, inbox copies and audit records the router produced."""
+    """Case log records, inbox copies and audit records the router produced in a round."""
     baseline_cpu_us_per_event: float
     router_cpu_us_per_event: float
-    """This process's CPU time (all threads) per event over the same window as the rate:
-    steadier than the rates when other work shares the machine (the broker's is not in it)."""
+    """This process's CPU time (all threads, and the router's signature workers) per event over
+    the same window as the rate, median of the rounds: steadier than the rates when other work
+    shares the machine (the broker's is not in it)."""
     cpu_ratio: float
     """baseline CPU per event / router CPU per event: the ratio as CPU cost, not wall time."""
 
@@ -235,13 +246,17 @@ class _TimedRouting(CaseRouting):
 
 
 async def _router(
-    bootstrap: str, registry: AgencyRegistry, store: AsyncEngine, count: int, timeout: float
+    bootstrap: str,
+    registry: AgencyRegistry,
+    store: AsyncEngine,
+    count: int,
+    timeout: float,
+    *,
+    group_id: str = "bench-router",
 ) -> tuple[float, float, int]:
     settings = Settings(kafka_session_timeout_ms=EMBEDDED_SESSION_TIMEOUT_MS)
     routing = _TimedRouting(registry)
-    broker = create_router(
-        settings, registry, bootstrap, store, group_id="bench-router", routing=routing
-    )
+    broker = create_router(settings, registry, bootstrap, store, group_id=group_id, routing=routing)
     await broker.start()
     deadline = time.monotonic() + timeout
     try:
@@ -263,12 +278,57 @@ async def _router(
     return rate, cpu, routing.stats.routed
 
 
+@dataclass
+class _Round:
+    """One pair: the verifying relay's and the router's rate and CPU per event."""
+
+    relay: tuple[float, float]
+    router: tuple[float, float]
+    routed: int
+    audited: int
+
+
+async def _round(
+    number: int,
+    *,
+    bootstrap: str,
+    registry: AgencyRegistry,
+    route: Callable[[bytes], Iterable[str]],
+    directory: Path,
+    events: int,
+    timeout: float,
+) -> _Round:
+    """Relay and router over the same events, the relay first in odd rounds."""
+
+    async def relay() -> tuple[float, float]:
+        return await _relay(bootstrap, f"verifying-relay-{number}", route, events, timeout)
+
+    async def router() -> tuple[float, float, int, int]:
+        store = make_engine(f"sqlite+aiosqlite:///{directory / f'router-{number}.db'}")
+        try:
+            await migrate(store)
+            rate, cpu, routed = await _router(
+                bootstrap, registry, store, events, timeout, group_id=f"bench-router-{number}"
+            )
+            return rate, cpu, routed, await _audited(store)
+        finally:
+            await store.dispose()
+
+    if number % 2:
+        relayed = await relay()
+        rate, cpu, routed, audited = await router()
+    else:
+        rate, cpu, routed, audited = await router()
+        relayed = await relay()
+    return _Round(relayed, (rate, cpu), routed, audited)
+
+
 async def _audited(store: AsyncEngine) -> int:
     async with store.connect() as connection:
         return int(await connection.scalar(select(func.count()).select_from(audit_records)) or 0)
 
 
-async def bench_router(events: int, timeout: float = 300.0) -> RouterBench:
+async def bench_router(events: int, timeout: float = 300.0, rounds: int = 3) -> RouterBench:
     settings = Settings()
     plain = load_registry(settings.registry)
     keys = {agency.code: AgencyKeys.generate(agency.code) for agency in plain.agencies}
@@ -279,31 +339,37 @@ async def bench_router(events: int, timeout: float = 300.0) -> RouterBench:
         tempfile.TemporaryDirectory(prefix="ketenbus-bench-") as directory,
         EmbeddedBroker(free_port()) as embedded,
     ):
-        store = make_engine(f"sqlite+aiosqlite:///{Path(directory) / 'router.db'}")
-        try:
-            await migrate(store)
-            names = [*bus_topics(registry), RAW_TOPIC]
-            await ensure_topics(embedded.bootstrap, names, partitions=settings.topic_partitions)
-            await _produce_all(embedded.bootstrap, messages)
-            bare, _ = await _relay(embedded.bootstrap, "raw-relay", _bare, events, timeout)
-            route = _verified(registry, _inboxes(registry, messages))
-            baseline, baseline_cpu = await _relay(
-                embedded.bootstrap, "verifying-relay", route, events, timeout
+        names = [*bus_topics(registry), RAW_TOPIC]
+        await ensure_topics(embedded.bootstrap, names, partitions=settings.topic_partitions)
+        await _produce_all(embedded.bootstrap, messages)
+        bare, _ = await _relay(embedded.bootstrap, "raw-relay", _bare, events, timeout)
+        route = _verified(registry, _inboxes(registry, messages))
+        pairs = [
+            await _round(
+                n,
+                bootstrap=embedded.bootstrap,
+                registry=registry,
+                route=route,
+                directory=Path(directory),
+                events=events,
+                timeout=timeout,
             )
-            router, router_cpu, routed = await _router(
-                embedded.bootstrap, registry, store, events, timeout
-            )
-            audited = await _audited(store)
-        finally:
-            await store.dispose()
+            for n in range(1, rounds + 1)
+        ]
+    ratios = [p.router[0] / p.relay[0] for p in pairs]
+    baseline_cpu = median(p.relay[1] for p in pairs)
+    router_cpu = median(p.router[1] for p in pairs)
+    last = pairs[-1]
     return RouterBench(
         events=events,
-        baseline_events_per_s=round(baseline, 1),
+        rounds=rounds,
+        baseline_events_per_s=round(median(p.relay[0] for p in pairs), 1),
         bare_relay_events_per_s=round(bare, 1),
-        router_events_per_s=round(router, 1),
-        ratio=round(router / baseline, 3),
+        router_events_per_s=round(median(p.router[0] for p in pairs), 1),
+        ratio=round(median(ratios), 3),
+        round_ratios=[round(r, 3) for r in ratios],
         # One case-log record per event, and per inbox copy the copy and its audit record.
-        router_messages_out=routed + 2 * audited,
+        router_messages_out=last.routed + 2 * last.audited,
         baseline_cpu_us_per_event=round(baseline_cpu, 1),
         router_cpu_us_per_event=round(router_cpu, 1),
         cpu_ratio=round(baseline_cpu / router_cpu, 3),
@@ -315,5 +381,5 @@ def met(result: RouterBench) -> bool:
     return result.ratio >= TARGET_RATIO and result.router_events_per_s >= TARGET_EVENTS_PER_S
 
 
-def as_dict(result: RouterBench) -> dict[str, float | int | bool]:
+def as_dict(result: RouterBench) -> dict[str, float | int | bool | list[float]]:
     return {**asdict(result), "target_met": met(result)}

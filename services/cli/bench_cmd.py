@@ -15,6 +15,9 @@ bench_app = typer.Typer(
 @bench_app.command("router")
 def router(
     events: int = typer.Option(20_000, "--events", min=100, help="Events per measured phase."),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, max=15, help="Relay and router pairs, in alternating order."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
 ) -> None:
     """The router against a minimal raw aiokafka relay that parses and verifies each event.
@@ -23,19 +26,22 @@ def router(
     a bare relay (outbox to one topic, no processing) is printed for information. The
     router does all it does in production: verifies each signature, checks the case's
     custody in a SQLite store, minimises each receiver's copy and appends the audit
-    chain; half the events open a case, half hand it on with sealed personal data."""
+    chain; half the events open a case, half hand it on with sealed personal data. Both
+    are measured `--rounds` times, one after the other; the figures are medians, the
+    ratio the median of the rounds' own ratios."""
     from bench.router import TARGET_EVENTS_PER_S, TARGET_RATIO, as_dict, bench_router, met
 
-    result = asyncio.run(bench_router(events))
+    result = asyncio.run(bench_router(events, rounds=rounds))
     if as_json:
         print(json.dumps(as_dict(result)))
         return
-    print(f"events              {result.events}")
+    print(f"events              {result.events}, {result.rounds} round(s), medians")
     print(f"bare relay          {result.bare_relay_events_per_s:,.0f} events/s (informative)")
     print(f"verifying relay     {result.baseline_events_per_s:,.0f} events/s (baseline)")
     print(f"router              {result.router_events_per_s:,.0f} events/s")
     print(f"router messages out {result.router_messages_out} (case log, inboxes, audit)")
-    print(f"ratio router/relay  {result.ratio:.3f}")
+    rounds_text = ", ".join(f"{r:.3f}" for r in result.round_ratios)
+    print(f"ratio router/relay  {result.ratio:.3f} (rounds: {rounds_text})")
     print(
         f"CPU per event       relay {result.baseline_cpu_us_per_event:,.0f} us, "
         f"router {result.router_cpu_us_per_event:,.0f} us (ratio {result.cpu_ratio:.3f})"

@@ -25,9 +25,11 @@ async def test_bench_memory_reads_every_service_at_each_size() -> None:
 
 
 async def test_bench_router_routes_every_event_and_measures_both_relays() -> None:
+    from statistics import median
+
     from bench.router import as_dict, bench_router
 
-    result = await bench_router(200, timeout=60.0)
+    result = await bench_router(200, timeout=60.0, rounds=2)
 
     # One case-log record per event; per inbox copy the copy and its audit record.
     assert result.router_messages_out > 200
@@ -35,6 +37,8 @@ async def test_bench_router_routes_every_event_and_measures_both_relays() -> Non
     assert result.baseline_events_per_s > 0
     assert result.bare_relay_events_per_s > 0
     assert result.ratio > 0
+    assert 2 == len(result.round_ratios)
+    assert round(median(result.round_ratios), 3) == result.ratio
     assert "target_met" in as_dict(result)
 
 

@@ -28,8 +28,10 @@ committed after Kafka acknowledged all it produced; the offsets are committed
 after that. A store that cannot take the audit records delivers nothing, and
 the batch comes again. One bad message never stops the router.
 
-A batch of 1,000 records or more is delivered in parts, each a batch of its
-own as above, while worker processes (one per core beside the router's, at
-most four) verify the signatures of the parts after it; if a part fails, the
-batch comes again and its delivered parts are recognised and skipped.
+Worker processes (one per core beside the router's, at most four) verify the
+signatures of a batch of 16 records or more while the router checks its
+first share itself. A batch of 1,000 records or more is delivered in parts,
+each a batch of its own as above, the workers verifying the parts after it;
+if a part fails, the batch comes again and its delivered parts are
+recognised and skipped.
 """

@@ -3,10 +3,11 @@
 Verifying an Ed25519 signature and writing the canonical form it covers are
 a third of the router's work per event, and need nothing but the event's bytes
 and the registry. In a thread they would still hold the GIL for the canonical
-form; in a process they run on another core while the event loop delivers the
-batch before. Every router in a process shares one pool (`Workers`), started
-at the first router and ended with the process: by concurrent.futures at a
-normal exit, by each worker itself when its parent is gone.
+form; in a process they run on another core while the event loop checks the
+batch's first share, or delivers the part before. Every router in a process
+shares one pool (`Workers`), started at the first router and ended with the
+process: by concurrent.futures at a normal exit, by each worker itself when
+its parent is gone.
 
 A worker that cannot answer costs nothing but speed: the router then checks
 those signatures itself (`UNCHECKED`).

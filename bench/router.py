@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
@@ -97,6 +98,8 @@ class RouterBench:
     """The median of each round's router / baseline."""
     round_ratios: list[float]
     """Each round's router / baseline, in the order run."""
+    round_rates: list[tuple[float, float]]
+    """Each round's (relay, router) events/s, in the order run."""
     router_messages_out: int
     """Case log records, inbox copies and audit records the router produced in a round."""
     baseline_cpu_us_per_event: float
@@ -368,6 +371,7 @@ async def bench_router(events: int, timeout: float = 300.0, rounds: int = 3) -> 
         router_events_per_s=round(median(p.router[0] for p in pairs), 1),
         ratio=round(median(ratios), 3),
         round_ratios=[round(r, 3) for r in ratios],
+        round_rates=[(round(p.relay[0], 1), round(p.router[0], 1)) for p in pairs],
         # One case-log record per event, and per inbox copy the copy and its audit record.
         router_messages_out=last.routed + 2 * last.audited,
         baseline_cpu_us_per_event=round(baseline_cpu, 1),
@@ -381,5 +385,5 @@ def met(result: RouterBench) -> bool:
     return result.ratio >= TARGET_RATIO and result.router_events_per_s >= TARGET_EVENTS_PER_S
 
 
-def as_dict(result: RouterBench) -> dict[str, float | int | bool | list[float]]:
+def as_dict(result: RouterBench) -> dict[str, Any]:
     return {**asdict(result), "target_met": met(result)}

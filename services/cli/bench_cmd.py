@@ -40,8 +40,12 @@ def router(
     print(f"verifying relay     {result.baseline_events_per_s:,.0f} events/s (baseline)")
     print(f"router              {result.router_events_per_s:,.0f} events/s")
     print(f"router messages out {result.router_messages_out} (case log, inboxes, audit)")
-    rounds_text = ", ".join(f"{r:.3f}" for r in result.round_ratios)
-    print(f"ratio router/relay  {result.ratio:.3f} (rounds: {rounds_text})")
+    print(f"ratio router/relay  {result.ratio:.3f} (median of the rounds)")
+    for number, (ratio, (relay, routed)) in enumerate(
+        zip(result.round_ratios, result.round_rates, strict=True), start=1
+    ):
+        rates = f"relay {relay:,.0f}/s, router {routed:,.0f}/s"
+        print(f"  round {number}           {rates}, ratio {ratio:.3f}")
     print(
         f"CPU per event       relay {result.baseline_cpu_us_per_event:,.0f} us, "
         f"router {result.router_cpu_us_per_event:,.0f} us (ratio {result.cpu_ratio:.3f})"

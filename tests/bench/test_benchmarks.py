@@ -37,7 +37,7 @@ async def test_bench_router_routes_every_event_and_measures_both_relays() -> Non
     assert result.baseline_events_per_s > 0
     assert result.bare_relay_events_per_s > 0
     assert result.ratio > 0
-    assert 2 == len(result.round_ratios)
+    assert 2 == len(result.round_ratios) == len(result.round_rates)
     assert round(median(result.round_ratios), 3) == result.ratio
     assert "target_met" in as_dict(result)
 

@@ -255,7 +255,7 @@ async def _router(
     count: int,
     timeout: float,
     *,
-    group_id: str = "bench-router",
+    group_id: str,
 ) -> tuple[float, float, int]:
     settings = Settings(kafka_session_timeout_ms=EMBEDDED_SESSION_TIMEOUT_MS)
     routing = _TimedRouting(registry)

@@ -140,7 +140,22 @@ class DeliveryFailure(BaseModel):
     model_config = STRICT
     reason_code: str
     reason: str
-    rejected_event_id: str | None = None
+    rejected_event_id: str | None = Field(
+        default=None,
+        description="The refused event's `id`, when it could be read from the message; "
+        "null when the message is no JSON object or has no UUID `id`.",
+    )
+    rejected_event_type: str | None = Field(
+        default=None,
+        description="The refused event's `type`, read as the id is.",
+    )
+    unverified: bool = Field(
+        default=False,
+        description="True when the id, the type and this notice's subject were read from "
+        "a message whose signature the bus did not verify (refused before or at the "
+        "signature check): what the message claims, not what its sender is proven to "
+        "have sent.",
+    )
     topic: str
     partition: int
     offset: int

@@ -38,12 +38,16 @@ def read_json(raw: bytes | bytearray | str) -> Any:
     what it is, not as unreadable. One difference is left: an integer beyond 64
     bits reads as the nearest float. No event can carry one (its canonical form
     refuses integers beyond 2**53, so its signature cannot verify).
-    Raises ValueError for what neither reads.
+    Raises ValueError for what neither reads, and for nesting too deep for the
+    standard library's recursion (bound it first: `contracts.screening`).
     """
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise ValueError("nested too deeply to read") from None
 
 
 def parse_event(raw: bytes | bytearray | memoryview) -> CaseEvent[Any]:

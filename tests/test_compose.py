@@ -1,7 +1,9 @@
 """The production-shaped stack (docker-compose.yml, Dockerfile) matches what the code reads.
 
 There is no container engine in CI: these tests read the files and check them
-against the code they start (modules, Settings fields, topics, the registry).
+against the code they start (modules, Settings fields, topics, the registry). The
+certificate script (deploy/kafka/make-certs.sh) runs for real, and what it makes is
+checked with openssl and Python's ssl for the host names compose connects to.
 """
 
 # The tests put the expected value first; SIM300 ("Yoda condition") would flip them.
@@ -14,6 +16,8 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
+import ssl
 import subprocess
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -25,6 +29,7 @@ import yaml
 
 from contracts import topics
 from services.runtime.acl import SERVICE_PRINCIPALS
+from services.runtime.kafka import client_security
 from services.runtime.registry_file import load_registry
 from services.runtime.settings import Settings
 from services.runtime.topics import bus_topics
@@ -49,6 +54,13 @@ KAFKA_DEPLOY = REPO / "deploy" / "kafka"
 CLIENT_LISTENER = "CLIENT"
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 ADMIN_PRINCIPAL = "User:admin"
+MAKE_CERTS = KAFKA_DEPLOY / "make-certs.sh"
+# Where compose finds the TLS material: ${KETENBUS_KAFKA_TLS_DIR:-./tls}.
+TLS_VARIABLE = "KETENBUS_KAFKA_TLS_DIR"
+DEFAULTED_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*):-(?P<default>[^}]*)\}")
+# Where each broker mounts its own directory of make-certs.sh's output.
+BROKER_TLS_DIR = PurePosixPath("/etc/kafka/tls")
+BROKER_TLS_FILES = ("broker.key", "broker.crt", "ca.crt")
 # kafka-init is the topic set-up job; its principal is `init` in services.runtime.acl.
 PRINCIPAL_OF_SERVICE = {
     name: SERVICE_PRINCIPALS[name.removeprefix("kafka-")] for name in PROJECT_SERVICES
@@ -229,6 +241,7 @@ def test_settings_accept_every_value_a_project_service_is_given(
 
     assert environment["KETENBUS_KAFKA_BOOTSTRAP"] == settings.kafka_bootstrap
     assert "json" == settings.log_format
+    assert Path(environment["KETENBUS_KAFKA_SSL_CAFILE"]) == settings.kafka_ssl_cafile
 
 
 def test_kraft_quorum_voters_name_every_broker_by_its_node_id() -> None:
@@ -527,7 +540,7 @@ def test_dockerignore_keeps_local_state_secrets_and_caches_out_of_the_image() ->
     assert set() == {".git", ".venv", ".ketenbus", ".env", "**/__pycache__"} - ignored
 
 
-def test_every_broker_requires_sasl_on_every_listener() -> None:
+def test_every_broker_requires_sasl_over_tls_on_every_listener() -> None:
     for name in BROKERS:
         environment = _environment(name)
         protocols = dict(
@@ -539,7 +552,7 @@ def test_every_broker_requires_sasl_on_every_listener() -> None:
         (controller,) = environment["KAFKA_CONTROLLER_LISTENER_NAMES"].split(",")
 
         assert listeners == set(protocols), name
-        assert {"SASL_PLAINTEXT"} == set(protocols.values()), name
+        assert {"SASL_SSL"} == set(protocols.values()), name
         assert {CLIENT_LISTENER, inter_broker, controller} == listeners, name
         assert "SCRAM-SHA-512" == environment["KAFKA_LISTENER_NAME_CLIENT_SASL_ENABLED_MECHANISMS"]
         for listener, mechanism_key in (
@@ -581,7 +594,10 @@ def test_broker_healthcheck_authenticates_as_admin_on_the_inter_broker_listener(
         inter_broker = environment["KAFKA_INTER_BROKER_LISTENER_NAME"]
         port = _listeners(environment["KAFKA_LISTENERS"])[inter_broker][1]
 
-        assert f"--bootstrap-server localhost:{port}" in test, name
+        # By the node's host name (`$$` is compose's `$`): the name its certificate holds.
+        assert "CMD-SHELL" == _services()[name]["healthcheck"]["test"][0], name
+        assert f"--bootstrap-server $$(hostname):{port}" in test, name
+        assert name == _services()[name]["hostname"], name
         assert "--command-config /etc/kafka/secrets/admin.properties" in test, name
         assert "/etc/kafka/secrets/admin.properties" in _script_of(name).read_text("utf-8")
 
@@ -590,7 +606,7 @@ def test_broker_healthcheck_authenticates_as_admin_on_the_inter_broker_listener(
 def test_project_service_connects_with_scram_as_its_acl_principal(service: str) -> None:
     environment = _environment(service)
 
-    assert "SASL_PLAINTEXT" == environment["KETENBUS_KAFKA_SECURITY_PROTOCOL"]
+    assert "SASL_SSL" == environment["KETENBUS_KAFKA_SECURITY_PROTOCOL"]
     assert "SCRAM-SHA-512" == environment["KETENBUS_KAFKA_SASL_MECHANISM"]
     assert PRINCIPAL_OF_SERVICE[service] == f"User:{environment['KETENBUS_KAFKA_SASL_USERNAME']}"
     assert _required_variable(environment["KETENBUS_KAFKA_SASL_PASSWORD"])
@@ -656,7 +672,7 @@ def test_security_step_reaches_every_broker_on_its_inter_broker_listener() -> No
     assert expected == set(_environment(SECURITY_STEP)["BOOTSTRAP"].split(","))
 
 
-@pytest.mark.parametrize("script", ["broker.sh", "security.sh", "acls.sh"])
+@pytest.mark.parametrize("script", ["broker.sh", "security.sh", "acls.sh", "make-certs.sh"])
 def test_kafka_deploy_scripts_are_valid_shell(script: str) -> None:
     shell = "sh" if script == "acls.sh" else "bash"
 
@@ -665,3 +681,349 @@ def test_kafka_deploy_scripts_are_valid_shell(script: str) -> None:
     )
 
     assert 0 == result.returncode, result.stderr
+
+
+# TLS: every listener SASL_SSL, the certificates from deploy/kafka/make-certs.sh
+
+
+def _tls_source(source: str) -> Path:
+    """A bind mount's source as compose resolves it, `${KETENBUS_KAFKA_TLS_DIR:-...}` unset."""
+    names = {match.group("name") for match in DEFAULTED_VARIABLE.finditer(source)}
+    assert names <= {TLS_VARIABLE}, source
+    resolved = DEFAULTED_VARIABLE.sub(lambda match: match.group("default"), source)
+    return (REPO / resolved).resolve()
+
+
+def _tls_sources_root() -> Path:
+    """The TLS directory every TLS mount of the compose file reads from (one for all)."""
+    roots = set()
+    for name in (*BROKERS, SECURITY_STEP, *PROJECT_SERVICES):
+        for volume in _bind_mounts(name).values():
+            if TLS_VARIABLE in str(volume["source"]):
+                source = str(volume["source"])
+                assert source.startswith(f"${{{TLS_VARIABLE}:-"), source
+                roots.add(_tls_source(source.split("}", 1)[0] + "}"))
+    assert 1 == len(roots), roots
+    return roots.pop()
+
+
+def _mount_at(service: str, target: str | PurePosixPath) -> dict[str, Any]:
+    mounts = _bind_mounts(service)
+    assert str(target) in mounts, f"{service}: nothing is mounted at {target}"
+    mount = mounts[str(target)]
+    assert mount.get("read_only") is True, (service, target)
+    return mount
+
+
+def _run_make_certs(
+    *arguments: str | Path, script: Path = MAKE_CERTS, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != TLS_VARIABLE}
+    # The broker keys stay with this user (as root, the script would give them to uid 1000).
+    environment["KAFKA_UID"] = str(os.getuid())
+    result = subprocess.run(
+        ["bash", str(script), *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        timeout=60,
+    )
+    if check:
+        assert 0 == result.returncode, result.stderr
+    return result
+
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What deploy/kafka/make-certs.sh makes for the compose brokers, in a fresh directory."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    directory = tmp_path_factory.mktemp("certs") / "tls"
+    _run_make_certs(directory)
+    return directory
+
+
+def _pem_certificates(path: Path) -> list[str]:
+    return re.findall(
+        r"-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n", path.read_text(), re.DOTALL
+    )
+
+
+def _keystore(certs: Path, broker: str, tmp_path: Path) -> Path:
+    """The PEM keystore deploy/kafka/broker.sh writes: the key, then the certificate chain."""
+    keystore = tmp_path / f"{broker}-keystore.pem"
+    keystore.write_text(
+        (certs / broker / "broker.key").read_text() + (certs / broker / "broker.crt").read_text()
+    )
+    return keystore
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, host: str) -> str | None:
+    """A TLS handshake in memory, the client connecting to `host`; the protocol version."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server_side = server.wrap_bio(to_server, to_client, server_side=True)
+    client_in, client_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client_side = client.wrap_bio(client_in, client_out, server_hostname=host)
+    for _ in range(10):
+        done = True
+        for side, outgoing, incoming in (
+            (client_side, client_out, to_server),
+            (server_side, to_client, client_in),
+        ):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                done = False
+            incoming.write(outgoing.read())
+        if done:
+            return client_side.version()
+    raise AssertionError("the handshake did not finish")
+
+
+def _sasl_ssl_client(cafile: Path) -> ssl.SSLContext:
+    """The TLS context the router builds from its compose settings, the CA file here."""
+    settings = Settings.model_validate(
+        {
+            key.removeprefix("KETENBUS_").lower(): value
+            for key, value in _environment("router").items()
+            if key.startswith("KETENBUS_")
+        }
+        | {"kafka_sasl_password": "not-a-real-password", "kafka_ssl_cafile": cafile}
+    )
+    context = client_security(settings)["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    return context
+
+
+def test_every_broker_serves_tls_with_its_own_pem_key_and_trusts_the_ca() -> None:
+    sources = set()
+    for name in BROKERS:
+        environment = _environment(name)
+        mount = _mount_at(name, BROKER_TLS_DIR)
+        keystore = PurePosixPath(environment["KAFKA_SSL_KEYSTORE_LOCATION"])
+
+        assert "PEM" == environment["KAFKA_SSL_KEYSTORE_TYPE"], name
+        assert "PEM" == environment["KAFKA_SSL_TRUSTSTORE_TYPE"], name
+        assert str(BROKER_TLS_DIR / "ca.crt") == environment["KAFKA_SSL_TRUSTSTORE_LOCATION"], name
+        # Host names are checked when a node connects to another (inter-broker, controller).
+        assert "https" == environment["KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM"], name
+        # SASL authenticates the clients; TLS only encrypts and proves the broker.
+        assert "none" == environment["KAFKA_SSL_CLIENT_AUTH"], name
+        # The image's start script takes `SSL://` in the advertised listeners for JKS
+        # files of its own (KAFKA_SSL_KEYSTORE_FILENAME ...) and refuses to start without.
+        assert "SSL://" not in environment["KAFKA_ADVERTISED_LISTENERS"], name
+        # broker.sh writes the keystore at start: on the image's writable secrets volume.
+        assert PurePosixPath("/etc/kafka/secrets") in keystore.parents, name
+        # Each node mounts its own directory of the script's output, named after its host.
+        assert _tls_sources_root() / name == _tls_source(str(mount["source"])), name
+        sources.add(str(mount["source"]))
+        # PEM keys are unencrypted: no key or keystore password reaches server.properties.
+        assert not [key for key in environment if key.startswith("KAFKA_SSL") and "PASS" in key]
+
+    assert len(BROKERS) == len(sources)
+
+
+def test_the_broker_script_builds_the_keystore_from_the_mounted_key_and_chain() -> None:
+    text = (KAFKA_DEPLOY / "broker.sh").read_text(encoding="utf-8")
+
+    assert f"tls_dir={BROKER_TLS_DIR}" in text
+    assert 'keystore="${KAFKA_SSL_KEYSTORE_LOCATION:?' in text
+    assert 'truststore="${KAFKA_SSL_TRUSTSTORE_LOCATION:?' in text
+    assert 'cat "$tls_dir/broker.key" "$tls_dir/broker.crt" > "$keystore"' in text
+    # The healthcheck's admin client connects over TLS too, checking the node's certificate.
+    admin = text.split('cat > "$admin_config" <<PROPERTIES', 1)[1].split("PROPERTIES", 1)[0]
+    assert "security.protocol=SASL_SSL" in admin
+    assert "ssl.truststore.type=PEM" in admin
+    assert "ssl.truststore.location=$truststore" in admin
+
+
+@pytest.mark.parametrize("service", PROJECT_SERVICES)
+def test_project_service_checks_the_brokers_against_the_compose_ca(service: str) -> None:
+    cafile = _environment(service)["KETENBUS_KAFKA_SSL_CAFILE"]
+    mount = _mount_at(service, cafile)
+
+    assert _tls_sources_root() / "ca.crt" == _tls_source(str(mount["source"]))
+
+
+def test_security_step_connects_over_tls_checking_the_brokers_against_the_ca() -> None:
+    environment = _environment(SECURITY_STEP)
+    mount = _mount_at(SECURITY_STEP, environment["CA_FILE"])
+    text = _script_of(SECURITY_STEP).read_text(encoding="utf-8")
+
+    assert _tls_sources_root() / "ca.crt" == _tls_source(str(mount["source"]))
+    assert ': "${CA_FILE:?' in text
+    assert "security.protocol=SASL_SSL" in text
+    assert "ssl.truststore.location=$CA_FILE" in text
+    assert "SASL_PLAINTEXT" not in text
+
+
+def test_no_service_mounts_the_ca_key_or_another_brokers_key() -> None:
+    root = _tls_sources_root()
+    for name in _services():
+        sources = {_tls_source(str(volume["source"])) for volume in _bind_mounts(name).values()}
+        allowed = {root / "ca.crt", *([root / name] if name in BROKERS else [])}
+
+        # Not the directory (it holds ca.key), not the CA key, no other broker's directory.
+        assert set() == {source for source in sources if root in (source, *source.parents)} - (
+            allowed
+        ), name
+
+
+def test_the_tls_directory_stays_out_of_the_image_and_the_mounted_scripts() -> None:
+    root = _tls_sources_root()
+    ignored = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+
+    # The image copies deploy/; kafka-security mounts deploy/kafka: neither holds the keys.
+    assert REPO / "deploy" not in root.parents
+    assert REPO == root.parent
+    assert "**/*.key" in ignored
+
+
+def test_every_host_a_tls_client_connects_to_gets_a_certificate_from_the_script(
+    tmp_path: Path,
+) -> None:
+    hosts = set()
+    for name in BROKERS:
+        environment = _environment(name)
+        hosts |= {
+            host for host, _ in _listeners(environment["KAFKA_ADVERTISED_LISTENERS"]).values()
+        }
+        hosts |= {
+            voter.split("@")[1].rsplit(":", 1)[0]
+            for voter in environment["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+        }
+        hosts.add(_services()[name]["hostname"])
+    hosts |= {
+        host.rsplit(":", 1)[0] for host in _environment(SECURITY_STEP)["BOOTSTRAP"].split(",")
+    }
+    for service in PROJECT_SERVICES:
+        bootstrap = _environment(service)["KETENBUS_KAFKA_BOOTSTRAP"]
+        hosts |= {host.rsplit(":", 1)[0] for host in bootstrap.split(",")}
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+
+    _run_make_certs(tmp_path / "tls")  # the default host names
+    made = {path.name for path in (tmp_path / "tls").iterdir() if path.is_dir()}
+
+    assert set(BROKERS) == hosts
+    assert hosts == made
+
+
+@needs_openssl
+def test_make_certs_writes_the_layout_compose_mounts(certs: Path) -> None:
+    assert "*\n" == (certs / ".gitignore").read_text()
+    assert 0o600 == (certs / "ca.key").stat().st_mode & 0o777
+    assert 0o644 == (certs / "ca.crt").stat().st_mode & 0o777
+    for name in BROKERS:
+        for file in BROKER_TLS_FILES:
+            assert (certs / name / file).is_file(), (name, file)
+        assert 0o600 == (certs / name / "broker.key").stat().st_mode & 0o777, name
+        assert 0o644 == (certs / name / "broker.crt").stat().st_mode & 0o777, name
+        assert (certs / "ca.crt").read_text() == (certs / name / "ca.crt").read_text(), name
+        # What Kafka's PEM keystore reads: one unencrypted PKCS#8 key, then leaf and CA.
+        key = (certs / name / "broker.key").read_text()
+        assert key.startswith("-----BEGIN PRIVATE KEY-----\n"), name
+        assert 1 == key.count("-----BEGIN"), name
+        chain = _pem_certificates(certs / name / "broker.crt")
+        assert 2 == len(chain), name
+        assert _pem_certificates(certs / "ca.crt") == chain[1:], name
+
+
+@needs_openssl
+@pytest.mark.parametrize("broker", BROKERS)
+def test_each_broker_certificate_verifies_with_openssl_for_its_host_name_only(
+    certs: Path, broker: str, tmp_path: Path
+) -> None:
+    leaf = tmp_path / "leaf.crt"
+    leaf.write_text(_pem_certificates(certs / broker / "broker.crt")[0])
+
+    def verify(host: str) -> subprocess.CompletedProcess[str]:
+        command = ["openssl", "verify", "-x509_strict", "-purpose", "sslserver"]
+        command += ["-verify_hostname", host, "-CAfile", str(certs / "ca.crt"), str(leaf)]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    assert 0 == verify(broker).returncode, verify(broker).stdout + verify(broker).stderr
+    for other in set(BROKERS) - {broker}:
+        assert 0 != verify(other).returncode, other
+
+
+@needs_openssl
+@pytest.mark.parametrize("broker", BROKERS)
+def test_a_service_with_the_compose_cafile_accepts_each_broker_by_its_name_only(
+    certs: Path, broker: str, tmp_path: Path
+) -> None:
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(_keystore(certs, broker, tmp_path))
+    client = _sasl_ssl_client(certs / "ca.crt")
+
+    assert _handshake(server, client, broker) in {"TLSv1.2", "TLSv1.3"}
+    for other in set(BROKERS) - {broker}:
+        with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+            _handshake(server, _sasl_ssl_client(certs / "ca.crt"), other)
+
+
+@needs_openssl
+def test_a_broker_certificate_from_another_ca_is_refused(certs: Path, tmp_path: Path) -> None:
+    _run_make_certs(tmp_path / "other", "kafka-1")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(_keystore(tmp_path / "other", "kafka-1", tmp_path))
+
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+        _handshake(server, _sasl_ssl_client(certs / "ca.crt"), "kafka-1")
+
+
+@needs_openssl
+def test_running_make_certs_again_keeps_the_ca_and_renews_the_broker_certificates(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "tls"
+    _run_make_certs(directory, "kafka-1")
+    ca, first = (
+        (directory / "ca.crt").read_text(),
+        (directory / "kafka-1" / "broker.crt").read_text(),
+    )
+
+    again = _run_make_certs(directory, "kafka-1")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(_keystore(directory, "kafka-1", tmp_path))
+
+    assert "keeping" in again.stdout
+    assert ca == (directory / "ca.crt").read_text()
+    assert first != (directory / "kafka-1" / "broker.crt").read_text()
+    assert _handshake(server, _sasl_ssl_client(directory / "ca.crt"), "kafka-1")
+
+
+@needs_openssl
+def test_make_certs_defaults_to_the_compose_tls_directory_and_broker_names(
+    tmp_path: Path,
+) -> None:
+    # A copy of the repository's layout, so that the default directory is the copy's.
+    script = tmp_path / "repo" / "deploy" / "kafka" / "make-certs.sh"
+    script.parent.mkdir(parents=True)
+    shutil.copy(MAKE_CERTS, script)
+
+    _run_make_certs(script=script)
+    made = tmp_path / "repo" / _tls_sources_root().relative_to(REPO)
+
+    assert set(BROKERS) == {path.name for path in made.iterdir() if path.is_dir()}
+    assert (made / "ca.crt").is_file()
+
+
+@needs_openssl
+def test_make_certs_refuses_half_a_ca_and_a_bad_host_name(tmp_path: Path) -> None:
+    directory = tmp_path / "tls"
+    _run_make_certs(directory, "kafka-1")
+    (directory / "ca.key").unlink()
+
+    half = _run_make_certs(directory, "kafka-1", check=False)
+    bad_host = _run_make_certs(tmp_path / "other", "kafka_1;rm", check=False)
+
+    assert 0 != half.returncode
+    assert "ca.key" in half.stderr
+    assert 0 != bad_host.returncode
+    assert "not a host name" in bad_host.stderr
+    assert not (tmp_path / "other").exists()

@@ -3,7 +3,8 @@
 # service, then applies the generated ACLs (acls.sh, from `ketenbus acl`). It runs
 # once the brokers are healthy and before kafka-init creates the topics.
 #
-# Environment: BOOTSTRAP (the brokers' BROKER listener), ADMIN_PASSWORD, SCRAM_USERS
+# Environment: BOOTSTRAP (the brokers' BROKER listener, by the host names their
+# certificates name), CA_FILE (the CA certificate they are checked against), ADMIN_PASSWORD, SCRAM_USERS
 # (space-separated user names) and, per user, SCRAM_PASSWORD_<NAME> with the name in
 # upper case and `-` as `_` (ketenbus-router: SCRAM_PASSWORD_KETENBUS_ROUTER).
 # Running it again is harmless: it resets the passwords to the given ones (which is
@@ -12,6 +13,11 @@ set -euo pipefail
 
 : "${BOOTSTRAP:?set BOOTSTRAP to the brokers}"
 : "${SCRAM_USERS:?set SCRAM_USERS to the users to create}"
+: "${CA_FILE:?set CA_FILE to the CA certificate of the brokers (deploy/kafka/make-certs.sh)}"
+if [[ ! -r "$CA_FILE" ]]; then
+  echo "CA_FILE=$CA_FILE: missing or not readable; make it with deploy/kafka/make-certs.sh" >&2
+  exit 1
+fi
 here="$(cd "$(dirname "$0")" && pwd)"
 export PATH="/opt/kafka/bin:$PATH"
 
@@ -31,7 +37,9 @@ ADMIN_CONFIG="$(mktemp)"
 export ADMIN_CONFIG BOOTSTRAP
 trap 'rm -f "$ADMIN_CONFIG"' EXIT
 cat > "$ADMIN_CONFIG" <<PROPERTIES
-security.protocol=SASL_PLAINTEXT
+security.protocol=SASL_SSL
+ssl.truststore.type=PEM
+ssl.truststore.location=$CA_FILE
 sasl.mechanism=PLAIN
 sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$admin_password";
 PROPERTIES

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from services.runtime.errors import UserError
+
+if TYPE_CHECKING:
+    from services.dead_letters import DeadLetter, Replay
+    from services.runtime.settings import Settings
 
 app = typer.Typer(
     help="Dead letters: what the bus refused to `ketenbus.dlq`, why, and replaying it.",
@@ -94,6 +99,14 @@ def replay(
             "--all-of", metavar="REASON", help="Replay every dead letter with this reason code."
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replay without asking: a refusal of an earlier replay, or (one ID) a dead "
+            "letter a replay cannot cure.",
+        ),
+    ] = False,
 ) -> None:
     """Replay dead letters: their original events back on their agencies' outboxes.
 
@@ -103,6 +116,14 @@ def replay(
     `duplicate-event-id`, a new dead letter. A dead letter from anything but an
     agency outbox, or with personal data removed (`ketenbus-redacted`), is not
     replayed: its sender must send it again.
+
+    A replay cannot loop. A replay sends the same bytes, so a refusal those bytes
+    decide (malformed-json, oversize, tombstone, nul-character, unsigned,
+    bad-signature, foreign-key, forged-source, wrong-key, quoted-key,
+    duplicate-event-id) would only come back: --all-of such a reason is refused,
+    and one such ID is replayed only once confirmed. The refusal of an earlier
+    replay is replayed only once confirmed; --all-of skips it. Confirm at the
+    prompt, or with --force.
     """
     from services import dead_letters as dl
     from services.runtime.settings import Settings
@@ -114,24 +135,34 @@ def replay(
     settings = Settings()
     letters = asyncio.run(dl.read_dead_letters(settings))
     if dlq_id is not None:
-        try:
-            plans = [dl.plan_replay(dl.find(letters, dlq_id))]
-        except dl.NotReplayable as exc:
-            dl.log_refused(exc)
-            raise
+        plans = [_confirmed_plan(settings, dl.find(letters, dlq_id), force=force)]
         refused: list[dl.NotReplayable] = []
     else:
         assert all_of is not None
         matching = dl.with_reason(letters, all_of)
         if not matching:
             raise UserError(f"no dead letters with reason {dl.clean(all_of)}")
-        plans, refused = dl.plan_replays(matching)
+        futile = dl.futile(all_of)
+        if futile is not None:
+            for letter in matching:
+                dl.log_refused(dl.NeedsConfirmation(letter, futile))
+            raise UserError(
+                f"not replaying the {len(matching)} dead letter(s) with reason "
+                f"{dl.clean(all_of)}: {futile}; replay one by ID, confirmed, if it must go again"
+            )
+        marks = asyncio.run(dl.replay_marks(settings, matching))
+        plans, refused = dl.plan_replays(matching, marks, force=force)
         for refusal in refused:
             dl.log_refused(refusal)
         if not plans:
             raise UserError(
                 f"none of the {len(matching)} dead letter(s) with reason {dl.clean(all_of)} "
-                f"can be replayed: {dl.why_not(refused)}"
+                f"replayed: {dl.why_not(refused)}"
+                + (
+                    " (--force replays the refusals of earlier replays)"
+                    if any(isinstance(r, dl.NeedsConfirmation) for r in refused)
+                    else ""
+                )
             )
 
     asyncio.run(
@@ -141,6 +172,37 @@ def replay(
         typer.echo(f"replayed {len(plans)} dead letter(s) with reason {dl.clean(all_of)}")
         if refused:
             typer.echo(dl.render_refused(refused))
+
+
+def _confirmed_plan(settings: Settings, letter: DeadLetter, *, force: bool) -> Replay:
+    """The replay of one dead letter, confirmed if it needs to be: at the prompt when stdin is
+    a terminal, else by --force; otherwise NeedsConfirmation. Every refusal is audited."""
+    from services import dead_letters as dl
+
+    try:
+        plan = dl.plan_replay(letter)
+    except dl.NotReplayable as exc:
+        dl.log_refused(exc)
+        raise
+    marks = asyncio.run(dl.replay_marks(settings, [letter]))
+    caution = dl.replay_caution(letter, marks.get(letter.id))
+    if caution is None:
+        return plan
+    if not force and not (
+        _interactive()
+        and typer.confirm(
+            f"dead letter {letter.id}: {caution}. Replay it anyway?", default=False, err=True
+        )
+    ):
+        refusal = dl.NeedsConfirmation(letter, caution, "confirm at the prompt, or pass --force")
+        dl.log_refused(refusal)
+        raise refusal
+    return plan.confirmed(caution)
+
+
+def _interactive() -> bool:
+    """Whether the operator can answer a prompt (stdin is a terminal)."""
+    return sys.stdin.isatty()
 
 
 @app.command()

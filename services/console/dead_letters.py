@@ -6,6 +6,9 @@ its headers and its value as `dlq show --json` renders it (the router has
 already removed personal data sent in clear, see `ketenbus-redacted`). A
 replay needs `{"confirm": true}`; it and every refusal to replay are logged for
 the audit by `services.dead_letters`, with the logged-in operator as `operator`.
+The detail names what that confirmation overrides (`replay_caution`: a replay
+that cannot cure the refusal, or the refusal of an earlier replay), and the
+audit of such a replay records it as `confirmed_despite`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ async def _listing(request: Request) -> dict[str, Any]:
 
 
 async def _detail(request: Request) -> dict[str, Any]:
-    """One dead letter as `dlq show --json` has it, and whether (or why not) it can be replayed."""
+    """One dead letter as `dlq show --json` has it, whether (or why not) it can be replayed,
+    and what confirming its replay overrides (`replay_caution`, None if nothing)."""
     settings = kafka_settings(console_of(request))
     letter, history, replay_of = await dl.read_with_history(settings, _id(request))
     shown = dl.show_json(letter, history, replay_of)
@@ -55,8 +59,10 @@ async def _detail(request: Request) -> dict[str, Any]:
         dl.plan_replay(letter)
     except dl.NotReplayable as exc:
         shown["replayable"], shown["not_replayable_because"] = False, exc.why
+        shown["replay_caution"] = None
     else:
         shown["replayable"], shown["not_replayable_because"] = True, None
+        shown["replay_caution"] = dl.replay_caution(letter, replay_of)
     return shown
 
 
@@ -139,6 +145,9 @@ async def replay_api(request: Request) -> Response:
     except dl.NotReplayable as exc:
         dl.log_refused(exc, operator.name)
         return api_error(409, str(exc))
+    # Confirmed: the operator replays it despite the caution, if any (it goes in the audit).
+    marks = await dl.replay_marks(settings, [letter])
+    plan = plan.confirmed(dl.replay_caution(letter, marks.get(letter.id)))
     try:
         [done] = await dl.publish_replays(settings, [plan], lambda _: None, actor=operator.name)
     except UserError as exc:
@@ -150,6 +159,7 @@ async def replay_api(request: Request) -> Response:
             "partition": done.partition,
             "offset": done.offset,
             "message": dl.render_replayed(done),
+            "confirmed_despite": plan.despite,
         }
     )
 

@@ -13,6 +13,13 @@ value back on its origin agency outbox, with the header `ketenbus-replay-of:
 like any other message. Each replay, and each refusal to replay, is logged
 for the audit (logger `ketenbus.dlq`).
 
+A replay cannot loop: a dead letter that a replay cannot cure (its refusal is
+decided by the bytes a replay sends unchanged, `FUTILE`) and the refusal of an
+earlier replay (`replay_marks`: the dead letter's own `ketenbus-replay-of`,
+kept by the router, else that header of the refused record on its outbox) are
+replayed only when an operator confirms one by ID (`replay_caution`), and a
+replay by reason skips them (`plan_replays`).
+
 A dead letter is named by its position on `ketenbus.dlq`, `<partition>:<offset>`,
 which stays valid as long as Kafka keeps the record (`letters`). Parsing,
 formatting and replay planning are pure functions over `Record`s; `kafka` is
@@ -33,12 +40,15 @@ Guarantees:
 
 from services.dead_letters.kafka import (
     publish_replays,
+    read_at,
     read_dead_letters,
     read_topic,
     read_with_history,
+    replay_marks,
 )
 from services.dead_letters.letters import (
     NO_REASON,
+    REPLAY_OF,
     DeadLetter,
     NoSuchDeadLetter,
     Record,
@@ -57,14 +67,17 @@ from services.dead_letters.render import (
     why_not,
 )
 from services.dead_letters.replay import (
-    REPLAY_OF,
+    FUTILE,
+    NeedsConfirmation,
     NotReplayable,
     Replay,
     Replayed,
     ReplayEntry,
+    futile,
     log_refused,
     plan_replay,
     plan_replays,
+    replay_caution,
     replay_history,
     replayed_from,
 )
@@ -72,9 +85,11 @@ from services.dead_letters.show import render_show, show_json
 from services.runtime.terminal import clean
 
 __all__ = [
+    "FUTILE",
     "NO_REASON",
     "REPLAY_OF",
     "DeadLetter",
+    "NeedsConfirmation",
     "NoSuchDeadLetter",
     "NotReplayable",
     "Record",
@@ -84,12 +99,14 @@ __all__ = [
     "clean",
     "counts",
     "find",
+    "futile",
     "log_refused",
     "parse_dead_letter",
     "parse_id",
     "plan_replay",
     "plan_replays",
     "publish_replays",
+    "read_at",
     "read_dead_letters",
     "read_topic",
     "read_with_history",
@@ -98,7 +115,9 @@ __all__ = [
     "render_refused",
     "render_replayed",
     "render_show",
+    "replay_caution",
     "replay_history",
+    "replay_marks",
     "replayed_from",
     "show_json",
     "summary",

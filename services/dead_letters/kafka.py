@@ -8,12 +8,13 @@ has acknowledged it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from contracts import topics
 from services.dead_letters._audit import audit_fields
 from services.dead_letters.letters import (
+    REPLAY_OF,
     DeadLetter,
     Record,
     find,
@@ -35,6 +36,9 @@ from services.runtime.terminal import clean
 
 READ_TIMEOUT = 10.0
 """Seconds to read a topic to its end before giving up."""
+
+Position = tuple[str, int, int]
+"""Where a record is: topic, partition, offset."""
 
 
 def bootstrap_of(settings: Settings) -> str:
@@ -111,6 +115,116 @@ async def _read_to_end(consumer: Any, topic: str, bootstrap: str, found: list[Re
             return
 
 
+async def read_at(
+    settings: Settings, positions: Iterable[Position], *, timeout: float = READ_TIMEOUT
+) -> dict[Position, Record]:
+    """The records at `positions` that are on their topics now (a position on no topic, past
+    a partition's end, or deleted by retention has none).
+
+    Each partition is read from the first offset asked for to the last, no further; no
+    consumer group, nothing committed. Connecting and reading are each bounded by
+    `timeout`; a failure is a UserError.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    from services.runtime.kafka import client_security
+
+    wanted: dict[Any, set[int]] = {}
+    for topic, partition, offset in positions:
+        wanted.setdefault(TopicPartition(topic, partition), set()).add(offset)
+    if not wanted:
+        return {}
+    bootstrap = bootstrap_of(settings)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **client_security(settings),
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), timeout)
+    except Exception:  # noqa: BLE001 - any failure to connect is reported in one line
+        await consumer.stop()
+        raise _unreachable(bootstrap) from None
+    found: dict[Position, Record] = {}
+    try:
+        await asyncio.wait_for(_read_offsets(consumer, wanted, found), timeout)
+    except TimeoutError:
+        raise UserError(f"records not read in {timeout:g} s ({len(found)} read)") from None
+    except KafkaError as exc:
+        raise UserError(f"cannot read records from {bootstrap}: {exc}") from None
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _read_offsets(
+    consumer: Any, wanted: dict[Any, set[int]], found: dict[Position, Record]
+) -> None:
+    """Put the records at the `wanted` offsets of each partition in `found`."""
+    existing = await consumer.topics()
+    wanted = {
+        tp: offsets
+        for tp, offsets in wanted.items()
+        if tp.topic in existing and tp.partition in (consumer.partitions_for_topic(tp.topic) or ())
+    }
+    if not wanted:
+        return
+    consumer.assign(list(wanted))
+    for tp, offsets in wanted.items():
+        consumer.seek(tp, min(offsets))
+    reading = set(wanted)
+    while reading:
+        batches = await consumer.getmany(*reading, timeout_ms=100)
+        for tp, records in batches.items():
+            for record in records:
+                if record.offset in wanted[tp]:
+                    found[(tp.topic, tp.partition, record.offset)] = Record.of(record)
+        for tp in list(reading):
+            position = await consumer.position(tp)
+            end = consumer.highwater(tp)
+            if position > max(wanted[tp]) or (end is not None and position >= end):
+                reading.discard(tp)
+                consumer.pause(tp)
+
+
+async def replay_marks(settings: Settings, letters: Iterable[DeadLetter]) -> dict[str, str | None]:
+    """For each dead letter, the ID of the dead letter whose replay it is the refusal of, or
+    None: its own `ketenbus-replay-of` (the router keeps the refused record's headers on its
+    dead letter), else that header of the refused record on its origin outbox.
+
+    Dead letters written before the router kept the sender's headers carry no mark, so
+    their refused records are read; one that cannot be read (deleted by retention, or an
+    outbox the caller may not read) counts as no replay.
+    """
+    letters = list(letters)
+    marks = {letter.id: letter.replay_of for letter in letters}
+    ask: dict[str, Position] = {}
+    for letter in letters:
+        position = _outbox_origin(letter)
+        if letter.replay_of is None and position is not None:
+            ask[letter.id] = position
+    if not ask:
+        return marks
+    try:
+        records = await read_at(settings, ask.values())
+    except UserError:
+        return marks
+    for dlq_id, position in ask.items():
+        record = records.get(position)
+        marks[dlq_id] = record.header(REPLAY_OF) if record is not None else None
+    return marks
+
+
+def _outbox_origin(letter: DeadLetter) -> Position | None:
+    """Where the record `letter` refused is, if on an agency outbox."""
+    topic, partition, offset = letter.origin_topic, letter.origin_partition, letter.origin_offset
+    if topic is None or partition is None or offset is None:
+        return None
+    return (topic, partition, offset) if topics.agency_of_outbox(topic) is not None else None
+
+
 async def read_dead_letters(settings: Settings) -> list[DeadLetter]:
     """Every dead letter on `ketenbus.dlq` now, oldest first."""
     return oldest_first(parse_dead_letter(r) for r in await read_topic(settings, topics.DLQ))
@@ -130,12 +244,12 @@ async def read_with_history(
     letter = find(letters, dlq_id)
     origin = letter.origin_topic
     if origin is None or topics.agency_of_outbox(origin) is None:
-        return letter, None, None
+        return letter, None, letter.replay_of
     try:
         origin_records = await read_topic(settings, origin)
     except UserError:
         # The dead letter itself is read; its history is extra and may be unreachable.
-        return letter, None, None
+        return letter, None, letter.replay_of
     return (
         letter,
         replay_history(letter, origin_records, letters),
@@ -191,11 +305,13 @@ async def publish_replays(
                     f"{str(exc) or type(exc).__name__} ({len(done)} replayed before it)"
                 ) from None
             replayed = Replayed(plan, meta.partition, meta.offset)
+            confirmed = {} if plan.despite is None else {"confirmed_despite": plan.despite}
             log.info(
                 "dead letter replayed",
                 **audit_fields(plan.letter, actor),
                 replayed_to_partition=meta.partition,
                 replayed_to_offset=meta.offset,
+                **confirmed,
             )
             done.append(replayed)
             on_replayed(replayed)

@@ -22,6 +22,11 @@ from services.runtime.errors import UserError
 NO_REASON = "(none)"
 """The reason code of a record on the dead-letter topic that carries none."""
 
+REPLAY_OF = "ketenbus-replay-of"
+"""Header on a replayed record: the ID of the dead letter it was replayed from. The router
+keeps a refused record's own headers on its dead letter, so the refusal of a replay carries
+it too."""
+
 _SHOWN_TEXT = 100
 """At most this many characters of an event id or type taken from a value."""
 
@@ -78,6 +83,9 @@ class DeadLetter:
     """The record key when it is a case id; any other key is not shown in listings."""
     event_id: str | None
     event_type: str | None
+    replay_of: str | None = None
+    """The `ketenbus-replay-of` the refused record carried (kept by the router with the
+    record's other headers): the dead letter whose replay this is the refusal of."""
 
     @property
     def id(self) -> str:
@@ -119,6 +127,7 @@ def parse_dead_letter(record: Record) -> DeadLetter:
         case_id=case_of_key(record.key),
         event_id=_text_field(document, "id"),
         event_type=_text_field(document, "type"),
+        replay_of=_replay_id(record.header(REPLAY_OF)),
     )
 
 
@@ -175,6 +184,17 @@ def _json_object(value: bytes) -> dict[str, Any] | None:
 def _text_field(document: dict[str, Any] | None, name: str) -> str | None:
     value = document.get(name) if document is not None else None
     return value[:_SHOWN_TEXT] if isinstance(value, str) else None
+
+
+def _replay_id(text: str | None) -> str | None:
+    """A `ketenbus-replay-of` value that is a dead letter ID, as written; else None."""
+    if text is None:
+        return None
+    try:
+        parse_id(text)
+    except UserError:
+        return None
+    return text.strip()
 
 
 def _integer(text: str | None) -> int | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from contracts.envelope import EVENT_TYPE_PREFIX
 from services.dead_letters.letters import DeadLetter
-from services.dead_letters.replay import NotReplayable, Replayed
+from services.dead_letters.replay import NeedsConfirmation, NotReplayable, Replayed
 from services.runtime.terminal import clean, format_time, table
 
 
@@ -99,5 +99,16 @@ def why_not(refusals: Sequence[NotReplayable]) -> str:
 
 
 def render_refused(refusals: Sequence[NotReplayable]) -> str:
-    """One line on the dead letters `--all-of` would not replay."""
-    return f"not replayed: {len(refusals)} that cannot be replayed ({why_not(refusals)})"
+    """The dead letters `--all-of` did not replay: a line for those that cannot be replayed,
+    one for those held back (the refusals of earlier replays, replayed with --force)."""
+    cannot = [r for r in refusals if not isinstance(r, NeedsConfirmation)]
+    held = [r for r in refusals if isinstance(r, NeedsConfirmation)]
+    lines = []
+    if cannot:
+        lines.append(f"not replayed: {len(cannot)} that cannot be replayed ({why_not(cannot)})")
+    if held:
+        lines.append(
+            f"not replayed: {len(held)} held back ({why_not(held)}); "
+            "--force replays the refusals of earlier replays too"
+        )
+    return "\n".join(lines)

@@ -94,7 +94,8 @@ class EscalationService:
         )
         async def on_cases(msg: KafkaMessage) -> None:
             raw: Any = msg.raw_message  # a tuple of ConsumerRecords
-            await guard.run(raw if isinstance(raw, tuple | list) else (raw,), self.consumer.handle)
+            records = raw if isinstance(raw, tuple | list) else (raw,)
+            await guard.run(records, self.consumer.handle, msg.consumer)
 
     def context(self) -> Context:
         """The rules' view of the world at this moment of clock time."""

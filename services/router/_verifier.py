@@ -32,6 +32,7 @@ from typing import Final, Literal
 
 from contracts.parse import read_json
 from contracts.registry import AgencyRegistry
+from contracts.screening import nesting_exceeds
 from contracts.signing import SignatureRefused, verify_signature
 from services.runtime.logging import get_logger
 
@@ -49,11 +50,14 @@ PARENT_POLL_S = 1.0
 """How soon a worker whose parent died notices it and exits."""
 
 
-def verdicts(registry_document: bytes, values: Sequence[bytes]) -> list[Verdict]:
+def verdicts(registry_document: bytes, values: Sequence[bytes | None]) -> list[Verdict]:
     """Each value's signature verdict against the registry (in a worker process)."""
     registry = _registry(registry_document)
     found: list[Verdict] = []
     for value in values:
+        if not value or nesting_exceeds(value):
+            found.append(UNCHECKED)  # refused by the router's own checks, with their reasons
+            continue
         try:
             document = read_json(value)
         except ValueError:  # UnicodeDecodeError is one
@@ -166,7 +170,7 @@ class Verifier:
         self._document = registry.model_dump_json().encode()
         workers.get()  # start them now, not when the first large batch waits for them
 
-    def submit(self, values: list[bytes]) -> asyncio.Future[list[Verdict]]:
+    def submit(self, values: list[bytes | None]) -> asyncio.Future[list[Verdict]]:
         """The verdicts of these values, worked out from now on."""
         pool = self.workers.get()
         loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from services.router.deliver import Delivery
 from services.router.routing import CaseRouting, OutboxMessage
 from services.runtime.backoff import Backoff
 from services.runtime.catch_up import CatchUp
+from services.runtime.headers import lenient_batch
 from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
 from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
@@ -58,7 +59,10 @@ def create_router(
 
     async def deliver(records: Sequence[Any]) -> None:
         done = await delivery.handle(
-            [OutboxMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+            [
+                OutboxMessage(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers))
+                for r in records
+            ]
         )
         routing.stats.routed += done.routed
         routing.stats.completed += len(records)
@@ -73,9 +77,11 @@ def create_router(
         # the batch start so nothing is skipped.
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw_body,
+        # Header values as sent: one that is not UTF-8 is refused by routing, alone.
+        parser=lenient_batch,
         **consumer_options(settings),
     )
     async def route_outboxes(message: KafkaMessage) -> None:
-        await catch_up.run(message, lambda records: guard.run(records, deliver))
+        await catch_up.run(message, lambda records: guard.run(records, deliver, message.consumer))
 
     return broker

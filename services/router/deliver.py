@@ -228,7 +228,7 @@ class Delivery:
         event = item.event
         key = str(event.subject).encode()
         chain = str(event.correlationid)
-        out = [Outgoing(topics.CASES, key, item.message.value, HEADERS, chain)]
+        out = [Outgoing(topics.CASES, key, item.value, HEADERS, chain)]
         category = self.grants.category(ledger.cases[event.subject].state.category)
         if category is None:
             return out  # checked at case-opened; a registry changed since then grants nothing
@@ -236,7 +236,7 @@ class Delivery:
         grants = self.grants.of(
             event.name, data if isinstance(data, dict) else {}, category, item.agency.code
         )
-        for copy in minimise.deliveries(item.document, item.message.value, grants):
+        for copy in minimise.deliveries(item.document, item.value, grants):
             out.append(Outgoing(topics.inbox(copy.receiver), key, copy.value, HEADERS, chain))
             copies.append(out[-1])
             # Every value comes from the validated event and registry.

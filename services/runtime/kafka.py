@@ -128,9 +128,22 @@ def client_security(settings: Settings) -> dict[str, Any]:
         "sasl_plain_password": password,
     }
     if protocol == "SASL_SSL":
-        # The system's CA bundle, hostname checked: the brokers' certificates are verified.
-        options["ssl_context"] = ssl.create_default_context()
+        options["ssl_context"] = _tls_context(settings)
     return options
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    """A verifying TLS context for SASL_SSL: the brokers' certificates are checked against
+    KETENBUS_KAFKA_SSL_CAFILE when it is set (that CA alone), else the system's CA bundle,
+    and the host name against the certificate."""
+    cafile = settings.kafka_ssl_cafile
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except OSError as exc:  # ssl.SSLError too: not a PEM certificate
+        reason = exc.strerror or str(exc)
+        raise UserError(
+            f"KETENBUS_KAFKA_SSL_CAFILE={cafile}: not a readable PEM CA certificate ({reason})"
+        ) from None
 
 
 def broker_security(settings: Settings) -> BaseSecurity | None:
@@ -139,7 +152,7 @@ def broker_security(settings: Settings) -> BaseSecurity | None:
     if protocol == "PLAINTEXT":
         return None
     username, password = _credentials(settings)
-    tls = ssl.create_default_context() if protocol == "SASL_SSL" else None
+    tls = _tls_context(settings) if protocol == "SASL_SSL" else None
     kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
         "PLAIN": SASLPlaintext,
         "SCRAM-SHA-256": SASLScram256,
@@ -197,6 +210,9 @@ class Outgoing:
     value: bytes
     headers: dict[str, str] = field(default_factory=dict)
     correlation_id: str | None = None
+    sent: tuple[tuple[str, bytes], ...] = ()
+    """Headers of the record this one quarantines, as its sender wrote them (a dead letter
+    keeps them); `headers` and the correlation id replace any of the same name."""
 
 
 async def publish_all(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None:
@@ -296,7 +312,7 @@ async def _publish_traced(broker: KafkaBroker, messages: Sequence[Outgoing]) -> 
                     message.topic,
                     key=message.key,
                     # A copy: the trace middleware adds its headers to the dict it gets.
-                    headers=dict(message.headers),
+                    headers=_text_headers(message),
                     correlation_id=message.correlation_id,
                     no_confirm=True,
                 )
@@ -307,10 +323,31 @@ async def _publish_traced(broker: KafkaBroker, messages: Sequence[Outgoing]) -> 
     await asyncio.gather(*pending)
 
 
+def _text_headers(message: Outgoing) -> dict[str, str]:
+    """The headers for FastStream's publish, which takes text: a sent value that is not
+    UTF-8 is written with its bytes escaped."""
+    if not message.sent:
+        return dict(message.headers)
+    headers = {name: value.decode(errors="backslashreplace") for name, value in message.sent}
+    headers.update(message.headers)
+    return headers
+
+
 def _headers(message: Outgoing) -> list[tuple[str, bytes]]:
-    """The record headers FastStream writes: content type, correlation id, the message's own."""
+    """The record headers FastStream writes: content type, correlation id, the message's own.
+
+    Before them, the sender's headers of a quarantined record (`Outgoing.sent`), as
+    they were sent, but those the bus writes itself.
+    """
     correlation_id = message.correlation_id or _cor_id()
     extra = message.headers
+    if message.sent:
+        own = {"correlation_id", *extra}
+        kept = [(name, value) for name, value in message.sent if name not in own]
+        if "content-type" not in extra and all(name != "content-type" for name, _ in kept):
+            kept.append(("content-type", b""))
+        kept.append(("correlation_id", correlation_id.encode()))
+        return kept + [(name, value.encode()) for name, value in extra.items()]
     # The common cases (no headers; a content type alone) without a merged dict.
     if not extra or (len(extra) == 1 and "content-type" in extra):
         return [

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = Field(
         default=None, description="The Kafka user's password."
     )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="With SASL_SSL: the CA certificate file (PEM) the brokers' certificates "
+        "are checked against, instead of the system's CA bundle (docker-compose.yml: the CA "
+        "that deploy/kafka/make-certs.sh makes).",
+    )
     kafka_session_timeout_ms: int = Field(
         default=10_000, description="Consumer group session timeout; the embedded broker: 2000."
     )

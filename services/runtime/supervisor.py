@@ -253,6 +253,17 @@ async def _restart_broker(
     log.info("embedded broker restarted; topics created; services restarted")
 
 
+# The embedded broker enforces none of the topic table (README "Broker-level isolation").
+EMBEDDED_BROKER_WARNING = (
+    "",
+    "WARNING: the embedded broker has no authentication and no ACLs. Any local",
+    "  client can read every agency's inbox, the case log (ketenbus.cases) and the",
+    "  audit topic (ketenbus.audit), join any consumer group and write into any",
+    "  agency's outbox. For development and tests only: production runs on Apache",
+    "  Kafka with SASL, TLS and ACLs (docker-compose.yml).",
+)
+
+
 def _print_banner(settings: Settings, bootstrap: str, embedded: bool, demo: bool) -> None:
     console = f"http://{settings.console_host}:{settings.console_port}"
     lines = [
@@ -263,6 +274,7 @@ def _print_banner(settings: Settings, bootstrap: str, embedded: bool, demo: bool
         f"  health   {console}/healthz",
         f"  store    {settings.database}",
         *_console_logins(settings, demo),
+        *(EMBEDDED_BROKER_WARNING if embedded else ()),
         "",
         "Follow the cases:",
         "  ketenbus cases                 the most recent cases, their holder and status",

@@ -143,6 +143,6 @@ def create_tracker(
         **consumer_options(settings),
     )
     async def on_cases(msg: KafkaMessage) -> None:
-        await catch_up.run(msg, lambda records: guard.run(records, recorder.record))
+        await catch_up.run(msg, lambda records: guard.run(records, recorder.record, msg.consumer))
 
     return broker

@@ -204,7 +204,8 @@ class Bad:
     code: str
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def _signed_document(keys: AgencyKeys, document: dict[str, Any]) -> bytes:
@@ -274,7 +275,32 @@ def bad_messages(
                 _signed_document(keys["cak"], unauthorised),
             ),
             Bad("not-permitted", topics.outbox("uwv"), key, keys["uwv"].sign(close_by_stranger)),
+            *_hostile(registry, keys, key),
         ]
+    return made
+
+
+def _hostile(registry: AgencyRegistry, keys: dict[str, AgencyKeys], key: bytes) -> list[Bad]:
+    """What a careless or hostile agency sends that once lost or stalled others' events."""
+    made: list[Bad] = []
+    for code in ("malformed-headers", "quoted-key", "unsealed-personal-data", "nul-character"):
+        stray = uuid.uuid4()
+        document = _opened_document(registry, RECEIVER, stray)
+        plain, headers = str(stray).encode(), (("content-type", b"application/cloudevents+json"),)
+        if code == "malformed-headers":
+            headers += (("x-trace", b"\xff\xfe not utf-8"),)
+        if code == "quoted-key":
+            plain = b'"' + plain + b'"'
+        if code == "unsealed-personal-data":
+            document["data"]["summary"] = "Schuldhulp, BSN 123456782"
+        if code == "nul-character":
+            document["data"]["summary"] = "Schuld\u0000hulp"
+        value = _signed_document(keys[RECEIVER], document)
+        made.append(Bad(code, topics.outbox(RECEIVER), plain, value, headers))
+    made += [
+        Bad("tombstone", topics.outbox("uwv"), key, None),
+        Bad("malformed-json", topics.outbox("svb"), key, b'{"a":' * 10_000 + b"1" + b"}" * 10_000),
+    ]
     return made
 
 
@@ -338,7 +364,11 @@ async def emit(
                         emitted.event_ids.append(event_id)
                     waiting[script.request_id] = script
             for item in bad_left[:bad_per_chunk]:
-                pending.append(await producer.send(item.topic, item.value, key=item.key))
+                pending.append(
+                    await producer.send(
+                        item.topic, item.value, key=item.key, headers=list(item.headers) or None
+                    )
+                )
                 emitted.bad.append(item)
             del bad_left[:bad_per_chunk]
             for request_id in await routed(list(waiting)) if waiting else set():
@@ -649,6 +679,20 @@ async def read_topic(
         await consumer.stop()
 
 
+def notices(records: Sequence[Any]) -> Counter[tuple[str, str]]:
+    """delivery-failed notices by (inbox, reason code), one per refused record (a redelivered
+    batch's repeated notice counted once)."""
+    by_origin: dict[tuple[str, int, int], tuple[str, str]] = {}
+    for record in records:
+        document = json.loads(record.value)
+        if document.get("type") != "nl.overheid.ketenzaken.delivery-failed":
+            continue
+        data = document["data"]
+        origin = (data["topic"], data["partition"], data["offset"])
+        by_origin[origin] = (record.topic, data["reason_code"])
+    return Counter(by_origin.values())
+
+
 async def group_positions(bootstrap: str, group: str, names: Sequence[str]) -> dict[str, str]:
     """For each partition of `names` with data or a commit: "committed/end" of `group`."""
     consumer = AIOKafkaConsumer(
@@ -677,7 +721,8 @@ def reason_codes(dead_letters: Sequence[Any]) -> Counter[str]:
     the same refusal counted once)."""
     by_origin: dict[tuple[str, str, str], str] = {}
     for record in dead_letters:
-        headers = {name: value.decode() for name, value in record.headers}
+        # A dead letter keeps the sender's headers, which need not be text.
+        headers = {name: value.decode(errors="replace") for name, value in record.headers}
         origin = (
             headers.get(topics.DLQ_ORIGIN_TOPIC, ""),
             headers.get(topics.DLQ_ORIGIN_PARTITION, ""),

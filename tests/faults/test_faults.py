@@ -37,6 +37,7 @@ from tests.faults.harness import (
     event_ids_of,
     fault_events,
     group_positions,
+    notices,
     read_topic,
     reason_codes,
     scaled,
@@ -201,7 +202,7 @@ async def test_bad_messages_mixed_into_valid_traffic_are_dead_lettered_with_thei
     database_url: str,
     fault_results: Results,
 ) -> None:
-    per_kind = max(5, fault_events() // 8)  # as many bad messages as valid events
+    per_kind = max(5, fault_events() // 14)  # 14 kinds: as many bad messages as valid events
     scripts = case_scripts(fault_events() // 4, signed_registry, agency_keys)
     bad = bad_messages(per_kind, signed_registry, agency_keys, scripts)
     total = 4 * len(scripts)
@@ -226,6 +227,9 @@ async def test_bad_messages_mixed_into_valid_traffic_are_dead_lettered_with_thei
             enough=lambda found: sum(reason_codes(found).values()) >= len(bad),
             timeout=scaled(30),
         )
+        told: list[Any] = []
+        for sender in sorted({topics.agency_of_outbox(item.topic) or "" for item in bad}):
+            told += await read_topic(bus.bootstrap, topics.inbox(sender), timeout=scaled(30))
         await asyncio.sleep(1.0)
         final = await bus.progress()
         timeline = await bus.timeline()
@@ -252,6 +256,10 @@ async def test_bad_messages_mixed_into_valid_traffic_are_dead_lettered_with_thei
     )
     assert len(bad) == len(emitted.bad)
     assert expected == refused
+    # Every sender is told, in its own inbox, of each of its refused records.
+    assert Counter(
+        (topics.inbox(topics.agency_of_outbox(b.topic) or ""), b.code) for b in bad
+    ) == notices(told)
     assert dict.fromkeys(SERVICES, total) == final
     assert emitted_ids == set(timeline_ids)
     assert [] == [event_id for event_id, applied in timeline if not applied]

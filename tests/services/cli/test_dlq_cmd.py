@@ -26,13 +26,16 @@ from contracts.agency_client import AgencyKeys
 from contracts.case import PersonalSection
 from contracts.registry import AgencyRegistry
 from services.cli import dlq_cmd
-from services.dead_letters import REPLAY_OF, NotReplayable
+from services.dead_letters import REPLAY_OF, NeedsConfirmation, NotReplayable
 from services.escalation.messages import Origin, refusal_messages
+from services.router.app import create_router
 from services.router.routing import CaseRouting
 from services.runtime.embedded import free_port
 from services.runtime.errors import UserError
 from services.runtime.kafka import Outgoing
-from tests.kafka_helpers import headers_of, read_until
+from services.runtime.settings import Settings
+from services.runtime.store import make_engine, migrate
+from tests.kafka_helpers import headers_of, keyed, read_until, start_group_at_end
 from tests.services.router.events import BSN, CITIZEN, full_context, outbox_message, with_context
 from tests.services.tracker.factory import EventFactory
 
@@ -52,14 +55,24 @@ def _cli() -> typer.Typer:
     return app
 
 
-async def _dlq(bootstrap: str, *args: str) -> Result:
-    """Run `ketenbus dlq ARGS` in a thread: the verb runs its own event loop."""
+async def _dlq(bootstrap: str, *args: str, answer: str | None = None) -> Result:
+    """Run `ketenbus dlq ARGS` in a thread: the verb runs its own event loop.
+
+    `answer`: what the operator types at a prompt (stdin is then taken for a terminal).
+    """
     return await asyncio.to_thread(
         CliRunner().invoke,
         _cli(),
         ["dlq", *args],
+        input=answer,
         env={"KETENBUS_KAFKA_BOOTSTRAP": bootstrap, "KETENBUS_KAFKA_SECURITY_PROTOCOL": None},
     )
+
+
+@pytest.fixture
+def at_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verb takes its stdin for a terminal, so it asks before a replay that needs it."""
+    monkeypatch.setattr(dlq_cmd, "_interactive", lambda: True)
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +105,20 @@ async def _write(
         timestamp_ms=timestamp_ms,
     )
     return f"{meta.partition}:{meta.offset}"
+
+
+def _malformed(case_id: uuid.UUID | None = None) -> Outgoing:
+    """The router's dead letter of bytes on uwv's outbox that are no JSON."""
+    key = str(case_id or uuid.uuid4()).encode()
+    headers = {
+        topics.DLQ_REASON: "(event): not valid JSON",
+        topics.DLQ_REASON_CODE: "malformed-json",
+        topics.DLQ_ORIGIN_TOPIC: UWV_OUTBOX,
+        topics.DLQ_ORIGIN_PARTITION: "0",
+        topics.DLQ_ORIGIN_OFFSET: "3",
+        topics.DLQ_REJECTED_BY: "router",
+    }
+    return Outgoing(topics.DLQ, key, b"{not json", headers)
 
 
 class Letters:
@@ -155,6 +182,15 @@ def _line_of(output: str, needle: str) -> str:
     found = [line for line in output.splitlines() if needle in line]
     assert 1 == len(found), output
     return found[0]
+
+
+def _replayed_ids(stdout: str) -> list[str]:
+    """The IDs of the dead letters a `dlq replay` printed as replayed, in order."""
+    return [
+        line.split()[1]
+        for line in stdout.splitlines()
+        if line.startswith("replayed ") and " dead letter(s) with reason " not in line
+    ]
 
 
 async def _replays_of(kafka: str, dlq_id: str, count: int = 1) -> list[ConsumerRecord[Any, Any]]:
@@ -451,3 +487,212 @@ async def test_an_unreachable_broker_is_reported_in_one_line() -> None:
     assert f"no Kafka broker answers on {bootstrap}; is `ketenbus up` running?" == str(
         result.exception
     )
+
+
+# --- A replay cannot loop --------------------------------------------------------------
+
+FUTILE_MALFORMED = (
+    "a replay sends the same bytes, so the router refuses it again as malformed-json "
+    "(its value is not a JSON event object)"
+)
+
+
+async def test_replay_all_of_a_reason_no_replay_can_cure_is_refused_in_one_line(
+    kafka: str, producer: AIOKafkaProducer, logs: list[MutableMapping[str, Any]]
+) -> None:
+    """`--all-of malformed-json` replays nothing, exits 1 naming why, and audits each refusal."""
+    dlq_id = await _write(producer, _malformed())
+
+    result = await _dlq(kafka, "replay", "--all-of", "malformed-json", "--force")
+
+    assert 1 == result.exit_code
+    assert isinstance(result.exception, UserError)
+    message = str(result.exception)
+    assert message.startswith("not replaying the ")
+    assert message.endswith(
+        f" dead letter(s) with reason malformed-json: {FUTILE_MALFORMED}; replay one by ID, "
+        "confirmed, if it must go again"
+    )
+    assert "\n" not in message
+    assert [] == await read_until(
+        kafka, UWV_OUTBOX, lambda r: headers_of(r).get(REPLAY_OF) == dlq_id, timeout=2
+    )
+    assert [FUTILE_MALFORMED] == [
+        e["why"]
+        for e in logs
+        if e["event"] == "dead letter replay refused" and e["dlq_id"] == dlq_id
+    ]
+
+
+async def test_replay_of_one_a_replay_cannot_cure_needs_force_when_no_one_can_be_asked(
+    kafka: str, producer: AIOKafkaProducer, logs: list[MutableMapping[str, Any]]
+) -> None:
+    """Without a terminal, one malformed-json dead letter is refused in one line saying why and
+    how to confirm; with --force it is replayed, and the audit says despite what."""
+    dlq_id = await _write(producer, _malformed())
+
+    refused = await _dlq(kafka, "replay", dlq_id)
+    forced = await _dlq(kafka, "replay", dlq_id, "--force")
+
+    assert (1, 0) == (refused.exit_code, forced.exit_code), forced.output
+    assert isinstance(refused.exception, NeedsConfirmation)
+    assert (
+        f"dead letter {dlq_id} not replayed without confirmation: {FUTILE_MALFORMED}; "
+        "confirm at the prompt, or pass --force"
+    ) == str(refused.exception)
+    [replayed] = await _replays_of(kafka, dlq_id)
+    assert b"{not json" == replayed.value
+    [audit] = [e for e in logs if e["event"] == "dead letter replayed" and e["dlq_id"] == dlq_id]
+    assert FUTILE_MALFORMED == audit["confirmed_despite"]
+
+
+@pytest.mark.usefixtures("at_a_terminal")
+async def test_replay_of_one_a_replay_cannot_cure_asks_first_at_a_terminal(
+    kafka: str, producer: AIOKafkaProducer
+) -> None:
+    """At a terminal the verb asks, saying why; no (the default) replays nothing, yes replays."""
+    dlq_id = await _write(producer, _malformed())
+
+    declined = await _dlq(kafka, "replay", dlq_id, answer="\n")
+    before = await read_until(
+        kafka, UWV_OUTBOX, lambda r: headers_of(r).get(REPLAY_OF) == dlq_id, timeout=2
+    )
+    accepted = await _dlq(kafka, "replay", dlq_id, answer="y\n")
+
+    assert (1, 0) == (declined.exit_code, accepted.exit_code), accepted.output
+    assert isinstance(declined.exception, NeedsConfirmation)
+    assert f"dead letter {dlq_id}: {FUTILE_MALFORMED}. Replay it anyway? [y/N]:" == (
+        accepted.stderr.strip()
+    )
+    assert [] == before
+    assert 1 == len(await _replays_of(kafka, dlq_id))
+
+
+async def test_a_dead_letter_whose_refused_record_is_a_replay_is_known_from_its_outbox(
+    kafka: str, producer: AIOKafkaProducer, letters: Letters
+) -> None:
+    """A dead letter without the replay header (as written before the router kept a record's
+    headers) is still known as the refusal of a replay: its refused record on the outbox
+    carries `ketenbus-replay-of`."""
+    code = _unique_code()
+    dead, case_id, value = letters.refused(code)
+    earlier = await _write(producer, dead)
+    replay = await producer.send_and_wait(
+        UWV_OUTBOX, value, key=str(case_id).encode(), headers=[(REPLAY_OF, earlier.encode())]
+    )
+    headers = {
+        **dead.headers,
+        topics.DLQ_ORIGIN_PARTITION: str(replay.partition),
+        topics.DLQ_ORIGIN_OFFSET: str(replay.offset),
+    }
+    again = await _write(producer, Outgoing(topics.DLQ, dead.key, dead.value, headers))
+
+    single = await _dlq(kafka, "replay", again)
+    bulk = await _dlq(kafka, "replay", "--all-of", code)
+
+    assert (1, 0) == (single.exit_code, bulk.exit_code), bulk.output
+    assert (
+        f"dead letter {again} not replayed without confirmation: it is the refusal of an "
+        f"earlier replay (of dead letter {earlier}): replaying it would replay a replay; "
+        "replay the original instead; confirm at the prompt, or pass --force"
+    ) == str(single.exception)
+    lines = bulk.stdout.splitlines()
+    assert [earlier] == _replayed_ids(bulk.stdout)
+    assert (
+        "not replayed: 1 held back (1 because it is the refusal of an earlier replay); "
+        "--force replays the refusals of earlier replays too"
+    ) == lines[-1]
+    assert [] == await read_until(
+        kafka, UWV_OUTBOX, lambda r: headers_of(r).get(REPLAY_OF) == again, timeout=2
+    )
+
+
+@pytest.fixture
+async def router(
+    kafka: str, settings: Settings, signed_registry: AgencyRegistry, tmp_path: Any
+) -> AsyncIterator[str]:
+    """A router on the embedded broker (its own group, from the outboxes' current end), with
+    the test keys in its registry and a fresh SQLite store; the bootstrap address."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ketenbus.db'}")
+    await migrate(engine)
+    group = f"router-test-{uuid.uuid4()}"
+    outboxes = [topics.outbox(agency.code) for agency in signed_registry.agencies]
+    await start_group_at_end(kafka, group, outboxes)
+    broker = create_router(settings, signed_registry, kafka, engine, group_id=group)
+    await broker.start()
+    try:
+        yield kafka
+    finally:
+        await broker.stop()
+        await engine.dispose()
+
+
+async def _refused_twice(
+    router: str, producer: AIOKafkaProducer, letters: Letters
+) -> tuple[str, str, uuid.UUID]:
+    """An event the router refuses as unknown-key, and the router's refusal of its replay:
+    the two dead letters' IDs and the case."""
+    case_id = uuid.uuid4()
+    unregistered = AgencyKeys.generate("uwv")
+    value = unregistered.sign(letters.make.opened(case_id, by="uwv"))
+    await producer.send_and_wait(UWV_OUTBOX, value, key=str(case_id).encode())
+    [first] = await read_until(router, topics.DLQ, keyed(case_id), timeout=20)
+    original = f"{first.partition}:{first.offset}"
+    assert 0 == (await _dlq(router, "replay", original)).exit_code
+    dead = await read_until(router, topics.DLQ, keyed(case_id), count=2, timeout=20)
+    assert 2 == len(dead), "the router did not refuse the replay"
+    [again] = [r for r in dead if (r.partition, r.offset) != (first.partition, first.offset)]
+    assert ["unknown-key", "unknown-key"] == [headers_of(r)[topics.DLQ_REASON_CODE] for r in dead]
+    # The router keeps the replayed record's headers on its dead letter, the replay mark too.
+    assert original == headers_of(again).get(REPLAY_OF)
+    return original, f"{again.partition}:{again.offset}", case_id
+
+
+async def test_replay_all_of_a_reason_replays_the_original_again_but_not_its_replays_refusal(
+    router: str, producer: AIOKafkaProducer, letters: Letters
+) -> None:
+    """After the router refused a replay, `--all-of` that reason replays the original once
+    more, and holds back the dead letter of the replay: a replay never replays a replay."""
+    original, again, _ = await _refused_twice(router, producer, letters)
+
+    result = await _dlq(router, "replay", "--all-of", "unknown-key")
+
+    assert 0 == result.exit_code, result.output
+    replayed = _replayed_ids(result.stdout)
+    assert original in replayed
+    assert again not in replayed
+    assert "--force replays the refusals of earlier replays too" in result.stdout.splitlines()[-1]
+    assert 2 == len(await _replays_of(router, original, count=2))
+    assert [] == await read_until(
+        router, UWV_OUTBOX, lambda r: headers_of(r).get(REPLAY_OF) == again, timeout=2
+    )
+
+
+async def test_replay_of_the_refusal_of_a_replay_is_replayed_only_when_confirmed(
+    router: str,
+    producer: AIOKafkaProducer,
+    letters: Letters,
+    logs: list[MutableMapping[str, Any]],
+) -> None:
+    """The router's refusal of a replay is replayed by ID only with --force (or a yes at the
+    prompt), and the audit says it was a replay of a replay."""
+    original, again, _ = await _refused_twice(router, producer, letters)
+
+    refused = await _dlq(router, "replay", again)
+    forced = await _dlq(router, "replay", again, "--force")
+
+    assert (1, 0) == (refused.exit_code, forced.exit_code), forced.output
+    why = (
+        f"it is the refusal of an earlier replay (of dead letter {original}): replaying it "
+        "would replay a replay; replay the original instead"
+    )
+    assert (
+        f"dead letter {again} not replayed without confirmation: {why}; confirm at the "
+        "prompt, or pass --force"
+    ) == str(refused.exception)
+    assert 1 == len(await _replays_of(router, again))
+    [refusal] = [
+        e for e in logs if e["event"] == "dead letter replay refused" and e["dlq_id"] == again
+    ]
+    [audit] = [e for e in logs if e["event"] == "dead letter replayed" and e["dlq_id"] == again]
+    assert (why, why) == (refusal["why"], audit["confirmed_despite"])

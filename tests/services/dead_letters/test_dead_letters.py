@@ -13,8 +13,10 @@ from contracts.agency_client import AgencyKeys
 from contracts.case import PersonalSection
 from contracts.registry import AgencyRegistry
 from services.dead_letters import (
+    FUTILE,
     NO_REASON,
     REPLAY_OF,
+    NeedsConfirmation,
     NotReplayable,
     Record,
     counts,
@@ -24,7 +26,9 @@ from services.dead_letters import (
     plan_replay,
     plan_replays,
     render_list,
+    render_refused,
     render_show,
+    replay_caution,
     replay_history,
     replayed_from,
     summary,
@@ -261,8 +265,9 @@ def test_a_dead_letter_from_anything_but_an_agency_outbox_is_not_replayable() ->
 
 
 def test_planning_many_separates_the_replayable_from_the_rest() -> None:
+    """Of many, those from an agency outbox and complete are planned; the rest refused."""
     letters = [
-        parse_dead_letter(_letter(offset=0)),
+        parse_dead_letter(_letter("unknown-key", offset=0)),
         parse_dead_letter(_letter(origin=topics.CASES, offset=1)),
         parse_dead_letter(_letter(offset=2, extra={topics.DLQ_REDACTED: "data.context.personal"})),
     ]
@@ -328,3 +333,120 @@ def test_show_prints_a_value_that_is_no_json_as_its_length_and_64_bytes_in_hex()
         "  0030  30 31 32 33 34 35 36 37 38 39 3a 3b 3c 3d 3e 3f",
         "",
     ] == shown[start + 1 : start + 6]
+
+
+# --- A replay cannot loop --------------------------------------------------------------
+
+
+def test_a_dead_letter_carrying_the_replay_mark_names_the_dead_letter_replayed() -> None:
+    """The refused record's `ketenbus-replay-of` (kept by the router) is read as `replay_of`;
+    a value that is no dead letter ID is not."""
+    marked = parse_dead_letter(_letter(extra={REPLAY_OF: " 1:8 "}))
+    garbled = parse_dead_letter(_letter(extra={REPLAY_OF: "../../x"}))
+    plain = parse_dead_letter(_letter())
+
+    assert ("1:8", None, None) == (marked.replay_of, garbled.replay_of, plain.replay_of)
+    assert "1:8" == replayed_from(marked, [])
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "malformed-json",
+        "oversize",
+        "tombstone",
+        "nul-character",
+        "unsigned",
+        "bad-signature",
+        "foreign-key",
+        "forged-source",
+        "wrong-key",
+        "quoted-key",
+        "duplicate-event-id",
+    ],
+)
+def test_a_refusal_decided_by_the_bytes_a_replay_resends_needs_confirmation(code: str) -> None:
+    """A reason a replay of the same key and value meets again is a caution naming the code."""
+    caution = replay_caution(parse_dead_letter(_letter(code)))
+
+    assert (
+        f"a replay sends the same bytes, so the router refuses it again as {code} ({FUTILE[code]})"
+    ) == caution
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "unknown-agency",
+        "unknown-source",
+        "unknown-key",
+        "not-permitted",
+        "unknown-type",
+        "invalid-envelope",
+        "invalid-data",
+        "malformed-headers",
+        "processing-failed",
+    ],
+)
+def test_a_refusal_a_change_on_the_bus_can_cure_is_replayed_without_asking(code: str) -> None:
+    """A registry entry, a key, holder rights or a contract version can change, and a replay
+    carries its own headers only: such a dead letter is replayed without a caution."""
+    letter = parse_dead_letter(_letter(code))
+
+    assert None is replay_caution(letter)
+    assert (["0:0"], []) == tuple([x.letter.id for x in group] for group in plan_replays([letter]))
+
+
+def test_the_refusal_of_a_replay_needs_confirmation_naming_the_replayed_dead_letter() -> None:
+    """A dead letter marked as the refusal of a replay of 1:8 is a caution that names 1:8."""
+    letter = parse_dead_letter(_letter("unknown-key", offset=9))
+
+    assert (
+        "it is the refusal of an earlier replay (of dead letter 1:8): replaying it would "
+        "replay a replay; replay the original instead"
+    ) == replay_caution(letter, "1:8")
+
+
+def test_in_bulk_the_refusal_of_a_replay_is_held_back_unless_forced() -> None:
+    """`plan_replays` holds back the refusal of a replay (by its own mark or by `replay_marks`)
+    unless forced, then planned with the caution for the audit; the original is planned."""
+    letters = [
+        parse_dead_letter(_letter("unknown-key", offset=0)),
+        parse_dead_letter(_letter("unknown-key", offset=1)),
+        parse_dead_letter(_letter("unknown-key", offset=2, extra={REPLAY_OF: "0:0"})),
+    ]
+    marks = {"0:0": None, "0:1": "0:0", "0:2": "0:0"}
+
+    plans, held = plan_replays(letters, marks)
+    forced, none_held = plan_replays(letters, marks, force=True)
+
+    assert (["0:0"], ["0:1", "0:2"]) == ([p.letter.id for p in plans], [h.letter.id for h in held])
+    assert [NeedsConfirmation, NeedsConfirmation] == [type(h) for h in held]
+    caution = replay_caution(letters[1], "0:0")
+    assert ([None, caution, caution], []) == ([p.despite for p in forced], none_held)
+    assert (
+        "not replayed: 2 held back (2 because it is the refusal of an earlier replay); "
+        "--force replays the refusals of earlier replays too"
+    ) == render_refused(held)
+
+
+def test_in_bulk_a_refusal_no_replay_can_cure_is_never_replayed_even_forced() -> None:
+    """Forcing `plan_replays` replays the refusals of replays, never a malformed-json."""
+    letter = parse_dead_letter(_letter("malformed-json"))
+
+    plans, refused = plan_replays([letter], force=True)
+
+    assert ([], ["0:0"]) == ([p.letter.id for p in plans], [r.letter.id for r in refused])
+    assert isinstance(refused[0], NeedsConfirmation)
+
+
+def test_the_refused_of_both_kinds_are_a_line_each() -> None:
+    """What cannot be replayed and what was held back are counted on a line each."""
+    cannot = NotReplayable(parse_dead_letter(_letter(origin=topics.CASES)), "not an outbox")
+    held = NeedsConfirmation(parse_dead_letter(_letter("unknown-key")), "a replay's refusal")
+
+    assert [
+        "not replayed: 1 that cannot be replayed (1 because not an outbox)",
+        "not replayed: 1 held back (1 because a replay's refusal); --force replays the "
+        "refusals of earlier replays too",
+    ] == render_refused([cannot, held]).splitlines()

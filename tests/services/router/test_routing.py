@@ -182,17 +182,20 @@ def test_a_message_keyed_other_than_by_its_case_is_refused_as_a_wrong_key(
     )
 
 
-def test_a_case_id_key_written_as_a_json_string_is_accepted(
+def test_a_case_id_key_written_as_a_json_string_is_refused_with_its_own_reason(
     signed_registry: AgencyRegistry, agency_keys: Keys, make: EventFactory
 ) -> None:
+    """One spelling per case: the quoted id hashes to another partition than the plain id."""
     case_id = uuid.uuid4()
     value = agency_keys["uwv"].sign(make.opened(case_id, by="uwv"))
 
-    result = CaseRouting(signed_registry).check(
-        outbox_message("uwv", f'"{case_id}"'.encode(), value)
+    dead, notice = _refused(
+        CaseRouting(signed_registry).check(outbox_message("uwv", f'"{case_id}"'.encode(), value))
     )
 
-    assert isinstance(result, Admitted)
+    assert "quoted-key" == dead.headers[topics.DLQ_REASON_CODE]
+    assert f"send the 36 bytes of the id alone ({case_id})" in dead.headers[topics.DLQ_REASON]
+    assert "quoted-key" == json.loads(notice.value)["data"]["reason_code"]
 
 
 def test_unsealed_personal_data_is_refused_and_the_dead_letter_carries_none_of_it(

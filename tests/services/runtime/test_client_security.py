@@ -8,8 +8,12 @@ built with.
 from __future__ import annotations
 
 import asyncio
+import shlex
+import shutil
+import ssl
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -21,7 +25,7 @@ from services.console.app import create_console
 from services.console.health import BusHealth
 from services.runtime import kafka, service, topics
 from services.runtime.errors import UserError
-from services.runtime.kafka import client_security
+from services.runtime.kafka import broker_security, client_security
 from services.runtime.settings import Settings
 from services.simulation import bus as simulation_bus
 from services.simulation import buslog
@@ -352,3 +356,115 @@ async def test_the_simulation_on_a_configured_cluster_passes_its_settings_to_eve
         "ensure_topics": settings,
         "end_offsets": settings,
     } == given
+
+
+# A private CA (KETENBUS_KAFKA_SSL_CAFILE), as docker-compose.yml's brokers have
+
+PRIVATE_CA = "Ketenbus test CA"
+
+
+@pytest.fixture
+def private_ca(tmp_path: Path) -> Path:
+    """A self-signed CA certificate (PEM) whose subject names it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cafile = tmp_path / "ca.crt"
+    command = (
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1"
+        f" -keyout {shlex.quote(str(tmp_path / 'ca.key'))} -out {shlex.quote(str(cafile))}"
+        f" -subj '/CN={PRIVATE_CA}'"
+        " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+    )
+    subprocess.run(shlex.split(command), check=True, capture_output=True)
+    return cafile
+
+
+def _trusted(context: ssl.SSLContext) -> list[str]:
+    """The common names of the CA certificates a context trusts."""
+    subjects = [
+        cast("tuple[tuple[tuple[str, str], ...], ...]", certificate["subject"])
+        for certificate in context.get_ca_certs()
+    ]
+    return [
+        value
+        for subject in subjects
+        for rdn in subject
+        for key, value in rdn
+        if key == "commonName"
+    ]
+
+
+def test_the_cafile_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, private_ca: Path
+) -> None:
+    monkeypatch.setenv("KETENBUS_KAFKA_SSL_CAFILE", str(private_ca))
+
+    assert private_ca == Settings().kafka_ssl_cafile
+
+
+def test_sasl_ssl_with_a_cafile_trusts_that_ca_alone_and_checks_the_host_name(
+    private_ca: Path,
+) -> None:
+    settings = _sasl(kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=private_ca)
+
+    context = client_security(settings)["ssl_context"]
+
+    assert [PRIVATE_CA] == _trusted(context)
+    assert ssl.CERT_REQUIRED == context.verify_mode
+    assert context.check_hostname
+
+
+def test_the_faststream_broker_trusts_the_same_cafile(private_ca: Path) -> None:
+    settings = _sasl(kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=private_ca)
+
+    security = broker_security(settings)
+
+    assert security is not None
+    assert security.use_ssl
+    assert security.ssl_context is not None
+    assert [PRIVATE_CA] == _trusted(security.ssl_context)
+    assert security.ssl_context.check_hostname
+
+
+def test_sasl_ssl_without_a_cafile_uses_the_system_ca_bundle() -> None:
+    context = client_security(_sasl(kafka_security_protocol="SASL_SSL"))["ssl_context"]
+
+    assert PRIVATE_CA not in _trusted(context)
+    assert ssl.CERT_REQUIRED == context.verify_mode
+
+
+def test_the_cafile_is_unused_without_tls(private_ca: Path) -> None:
+    settings = _sasl(kafka_security_protocol="SASL_PLAINTEXT", kafka_ssl_cafile=private_ca)
+
+    assert "ssl_context" not in client_security(settings)
+    security = broker_security(settings)
+    assert security is not None
+    assert not security.use_ssl
+
+
+async def test_ensure_topics_over_sasl_ssl_checks_the_brokers_against_the_cafile(
+    monkeypatch: pytest.MonkeyPatch, recorded: Recorded, private_ca: Path
+) -> None:
+    monkeypatch.setattr(topics, "AIOKafkaAdminClient", recorded.client())
+    settings = _sasl(kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=private_ca)
+
+    await topics.ensure_topics(BOOTSTRAP, ["ketenbus.cases"], partitions=3, settings=settings)
+
+    assert [PRIVATE_CA] == _trusted(recorded.kwargs[0]["ssl_context"])
+
+
+@pytest.mark.parametrize("problem", ["missing", "not a certificate"])
+async def test_an_unusable_cafile_is_a_user_error_before_connecting(
+    monkeypatch: pytest.MonkeyPatch, recorded: Recorded, tmp_path: Path, problem: str
+) -> None:
+    monkeypatch.setattr(topics, "AIOKafkaAdminClient", recorded.client())
+    cafile = tmp_path / "ca.crt"
+    if problem == "not a certificate":
+        cafile.write_text("not a certificate\n", encoding="utf-8")
+    settings = _sasl(kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=cafile)
+
+    with pytest.raises(UserError, match=f"KETENBUS_KAFKA_SSL_CAFILE={cafile}"):
+        await topics.ensure_topics(BOOTSTRAP, ["ketenbus.cases"], partitions=3, settings=settings)
+    with pytest.raises(UserError, match="KETENBUS_KAFKA_SSL_CAFILE"):
+        broker_security(settings)
+    assert [] == recorded.kwargs

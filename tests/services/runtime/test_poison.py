@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from contracts import topics
-from services.runtime import backoff
+from services.runtime import backoff, poison
 from services.runtime.poison import ATTEMPTS_HEADER, PoisonGuard, Record
 
 
@@ -60,6 +60,8 @@ def _guard(letters: DeadLetters, attempts: int = 3) -> PoisonGuard:
 
 
 async def test_a_poison_message_is_dead_lettered_after_the_attempts_and_the_rest_goes_on() -> None:
+    """After `max_attempts` failed rounds the records go one by one: the bad one is
+    dead-lettered with its origin and attempts, the others are processed."""
     consumer, letters = Consumer(poison={2}), DeadLetters()
     guard = _guard(letters, attempts=3)
     batch = _batch(5)
@@ -81,6 +83,7 @@ async def test_a_poison_message_is_dead_lettered_after_the_attempts_and_the_rest
 
 
 async def test_an_outage_is_retried_however_often_and_sets_nothing_aside() -> None:
+    """An outage is no attempt: the batch comes again however often, nothing is set aside."""
     consumer, letters = Consumer(outage=True), DeadLetters()
     guard = _guard(letters, attempts=2)
     batch = _batch(3)
@@ -96,6 +99,7 @@ async def test_an_outage_is_retried_however_often_and_sets_nothing_aside() -> No
 
 
 async def test_a_batch_that_succeeds_on_a_retry_sets_nothing_aside() -> None:
+    """A batch that fails once and then goes through is processed whole, nothing set aside."""
     consumer, letters = Consumer(poison={1}), DeadLetters()
     guard = _guard(letters, attempts=3)
     batch = _batch(2)
@@ -109,6 +113,7 @@ async def test_a_batch_that_succeeds_on_a_retry_sets_nothing_aside() -> None:
 
 
 async def test_an_outage_while_isolating_stops_and_the_batch_comes_again() -> None:
+    """An outage met while going one by one is raised at once, nothing more set aside."""
     consumer, letters = Consumer(poison={0}), DeadLetters()
     guard = _guard(letters, attempts=1)
 
@@ -122,3 +127,53 @@ async def test_an_outage_while_isolating_stops_and_the_batch_comes_again() -> No
 
     assert [0] == [offset for offset, _ in letters.letters]
     assert [] == consumer.done
+
+
+async def test_attempts_are_counted_per_record_even_when_the_batch_s_first_record_changes() -> None:
+    """Attempts belong to a record, not to a batch's first record: a bad record is set aside
+    after `max_attempts` rounds however the batches around it begin, and with that count."""
+    consumer, letters = Consumer(poison={7}), DeadLetters()
+    guard = _guard(letters, attempts=3)
+    bad = FakeRecord("ketenbus.cases", 0, 7)
+    other = [FakeRecord("ketenbus.cases", 1, offset) for offset in range(2)]
+    rounds = [[other[0], bad], [bad, other[0]], [other[1], bad]]  # as refetched, reordered
+
+    for batch in rounds[:2]:
+        with pytest.raises(ValueError, match="cannot process"):
+            await guard.run(batch, consumer.process)
+    await guard.run(rounds[2], consumer.process)
+
+    [(offset, headers)] = letters.letters
+    assert (7, "3") == (offset, headers[ATTEMPTS_HEADER])
+    assert [1] == consumer.done
+
+
+async def test_the_attempts_of_records_that_went_through_or_were_set_aside_are_forgotten() -> None:
+    """Only records that still fail are remembered: none once the batch went on."""
+    consumer, letters = Consumer(poison={1}), DeadLetters()
+    guard = _guard(letters, attempts=2)
+    batch = _batch(3)
+
+    with pytest.raises(ValueError, match="cannot process"):
+        await guard.run(batch, consumer.process)
+    remembered = guard.tracked()
+    await guard.run(batch, consumer.process)
+
+    assert (3, 0) == (remembered, guard.tracked())
+
+
+async def test_the_attempts_remembered_are_bounded_the_oldest_forgotten_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At most `TRACKED` records are remembered; a forgotten one starts its count again."""
+    monkeypatch.setattr(poison, "TRACKED", 2)
+    consumer, letters = Consumer(poison={0}), DeadLetters()
+    guard = _guard(letters, attempts=2)
+
+    with pytest.raises(ValueError, match="cannot process"):
+        await guard.run(_batch(3), consumer.process)  # records 0, 1, 2: 0 forgotten
+    remembered = guard.tracked()
+    with pytest.raises(ValueError, match="cannot process"):
+        await guard.run(_batch(1), consumer.process)  # record 0 again: its first attempt
+
+    assert (2, []) == (remembered, letters.letters)

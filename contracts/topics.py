@@ -53,3 +53,16 @@ DLQ_ORIGIN_OFFSET = "ketenbus-origin-offset"
 DLQ_REJECTED_BY = "ketenbus-rejected-by"
 DLQ_REDACTED = "ketenbus-redacted"
 """On a dead letter whose value had a part removed (personal data sent in clear): which part."""
+
+DLQ_HEADERS = frozenset(
+    {
+        DLQ_REASON,
+        DLQ_REASON_CODE,
+        DLQ_ORIGIN_TOPIC,
+        DLQ_ORIGIN_PARTITION,
+        DLQ_ORIGIN_OFFSET,
+        DLQ_REJECTED_BY,
+        DLQ_REDACTED,
+    }
+)
+"""The headers above: a record's own headers of these names are not kept on its dead letter."""

@@ -59,23 +59,10 @@ async def read_topic(
     (the embedded broker's end offsets can lag behind it). Connecting and
     reading are each bounded by `timeout`.
     """
-    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
-    from services.runtime.kafka import client_security
-
     bootstrap = bootstrap_of(settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **client_security(settings),
-    )
-    try:
-        await asyncio.wait_for(consumer.start(), timeout)
-    except Exception:  # noqa: BLE001 - any failure to connect is reported in one line
-        await consumer.stop()
-        raise _unreachable(bootstrap) from None
+    consumer = await _reader(settings, bootstrap, timeout)
     found: list[Record] = []
     try:
         await asyncio.wait_for(_read_to_end(consumer, topic, bootstrap, found), timeout)
@@ -88,6 +75,27 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
+
+
+async def _reader(settings: Settings, bootstrap: str, timeout: float) -> Any:
+    """A started consumer of no group that commits nothing; a UserError if it cannot connect
+    within `timeout`."""
+    from aiokafka import AIOKafkaConsumer
+
+    from services.runtime.kafka import client_security
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **client_security(settings),
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), timeout)
+    except Exception:  # noqa: BLE001 - any failure to connect is reported in one line
+        await consumer.stop()
+        raise _unreachable(bootstrap) from None
+    return consumer
 
 
 async def _read_to_end(consumer: Any, topic: str, bootstrap: str, found: list[Record]) -> None:
@@ -125,10 +133,8 @@ async def read_at(
     consumer group, nothing committed. Connecting and reading are each bounded by
     `timeout`; a failure is a UserError.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
     from aiokafka.errors import KafkaError
-
-    from services.runtime.kafka import client_security
 
     wanted: dict[Any, set[int]] = {}
     for topic, partition, offset in positions:
@@ -136,17 +142,7 @@ async def read_at(
     if not wanted:
         return {}
     bootstrap = bootstrap_of(settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **client_security(settings),
-    )
-    try:
-        await asyncio.wait_for(consumer.start(), timeout)
-    except Exception:  # noqa: BLE001 - any failure to connect is reported in one line
-        await consumer.stop()
-        raise _unreachable(bootstrap) from None
+    consumer = await _reader(settings, bootstrap, timeout)
     found: dict[Position, Record] = {}
     try:
         await asyncio.wait_for(_read_offsets(consumer, wanted, found), timeout)

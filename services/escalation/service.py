@@ -27,6 +27,7 @@ from services.escalation.loop import TimerLoop
 from services.escalation.model import SYSTEM
 from services.runtime.backoff import Backoff
 from services.runtime.clock import Clock, SystemClock
+from services.runtime.headers import lenient_batch
 from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
 from services.runtime.poison import PoisonGuard, dead_letter_with
 from services.runtime.settings import Settings
@@ -90,6 +91,8 @@ class EscalationService:
             # Commit only after the handler returned: the state is committed, the events acked.
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_records_only,
+            # Header values as written: one that is not UTF-8 must not drop the whole batch.
+            parser=lenient_batch,
             **consumer_options(settings),
         )
         async def on_cases(msg: KafkaMessage) -> None:

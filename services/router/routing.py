@@ -27,19 +27,7 @@ log = get_logger("ketenbus.router")
 NIL_CASE = UUID(int=0)
 """The subject of a notice about a message whose case could not be read."""
 
-BUS_HEADERS = frozenset(
-    {
-        topics.DLQ_REASON,
-        topics.DLQ_REASON_CODE,
-        topics.DLQ_ORIGIN_TOPIC,
-        topics.DLQ_ORIGIN_PARTITION,
-        topics.DLQ_ORIGIN_OFFSET,
-        topics.DLQ_REJECTED_BY,
-        topics.DLQ_REDACTED,
-        ATTEMPTS_HEADER,
-        "correlation_id",
-    }
-)
+BUS_HEADERS = topics.DLQ_HEADERS | {ATTEMPTS_HEADER, "correlation_id"}
 """Headers the bus writes on a dead letter: a sender's own of these names are not kept."""
 
 Header = tuple[str, bytes | None]

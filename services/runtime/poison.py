@@ -69,6 +69,8 @@ class Record(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 DeadLetter = Callable[[Record, dict[str, str]], Awaitable[None]]
@@ -252,16 +254,11 @@ class PoisonGuard:
                 self._attempts.pop(_position(record), None)
 
     def _headers(self, record: Record, exc: Exception, attempts: int) -> dict[str, str]:
+        reason = f"{self.service} could not process it after {attempts} attempts: "
         return {
-            topics.DLQ_REASON: (
-                f"{self.service} could not process it after {attempts} attempts: "
-                f"{type(exc).__name__}"
+            **dead_letter_headers(
+                record, self.service, "processing-failed", reason + type(exc).__name__
             ),
-            topics.DLQ_REASON_CODE: "processing-failed",
-            topics.DLQ_ORIGIN_TOPIC: record.topic,
-            topics.DLQ_ORIGIN_PARTITION: str(record.partition),
-            topics.DLQ_ORIGIN_OFFSET: str(record.offset),
-            topics.DLQ_REJECTED_BY: self.service,
             ATTEMPTS_HEADER: str(attempts),
         }
 
@@ -296,6 +293,29 @@ def dead_letter_with(broker: Any) -> DeadLetter:
         await broker.publish(record.value or b"", topics.DLQ, key=record.key, headers=headers)
 
     return produce
+
+
+def dead_letter_headers(record: Record, service: str, code: str, reason: str) -> dict[str, str]:
+    """The headers of `record`'s dead letter: why `service` set it aside, and where from.
+
+    The record's own headers travel with it (its correlation id, a replay's mark
+    `ketenbus-replay-of`, what the sender set), but those a dead letter sets anew.
+    """
+    skipped = topics.DLQ_HEADERS | {ATTEMPTS_HEADER}
+    own = {
+        name: (value or b"").decode(errors="backslashreplace")
+        for name, value in record.headers
+        if name not in skipped
+    }
+    return {
+        **own,
+        topics.DLQ_REASON: reason,
+        topics.DLQ_REASON_CODE: code,
+        topics.DLQ_ORIGIN_TOPIC: record.topic,
+        topics.DLQ_ORIGIN_PARTITION: str(record.partition),
+        topics.DLQ_ORIGIN_OFFSET: str(record.offset),
+        topics.DLQ_REJECTED_BY: service,
+    }
 
 
 def _partitions(records: Sequence[Any]) -> list[tuple[TopicPartition, list[Any]]]:

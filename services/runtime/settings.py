@@ -88,8 +88,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=5,
         ge=1,
-        description="Failures of one batch (other than an outage) before its records are "
-        "processed one by one and one that still fails is dead-lettered.",
+        description="Failed rounds of one record (other than an outage) before its "
+        "partition's records are processed one by one and one that still fails is "
+        "dead-lettered; only that record's partition waits meanwhile.",
     )
     router_signature_workers: int | None = Field(
         default=None,

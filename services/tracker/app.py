@@ -21,14 +21,21 @@ from faststream.middlewares import AckPolicy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import CaseEvent
-from contracts.parse import EventRejected, parse_event
+from contracts.parse import EventRejected, parse_event, read_json
 from contracts.registry import AgencyRegistry
+from contracts.screening import screen
 from contracts.topics import CASES
 from services.runtime.backoff import Backoff
 from services.runtime.catch_up import CatchUp
+from services.runtime.headers import lenient_batch
 from services.runtime.kafka import consumer_options, make_broker
 from services.runtime.logging import get_logger
-from services.runtime.poison import PoisonGuard, dead_letter_with
+from services.runtime.poison import (
+    DeadLetter,
+    PoisonGuard,
+    dead_letter_headers,
+    dead_letter_with,
+)
 from services.runtime.settings import Settings
 from services.tracker.ledger import BatchResult, apply_batch
 from services.tracker.state import Refused
@@ -46,33 +53,61 @@ async def _records_only(_: Any) -> None:
 class CaseRecorder:
     """Parses a batch of records and applies it to the store in one transaction."""
 
-    def __init__(self, engine: AsyncEngine, registry: AgencyRegistry) -> None:
+    def __init__(
+        self, engine: AsyncEngine, registry: AgencyRegistry, set_aside: DeadLetter | None = None
+    ) -> None:
+        """`set_aside`: where a record that is no event goes (the dead-letter topic);
+        without it, such a record is only logged."""
         self.engine = engine
         self.registry = registry
+        self.set_aside = set_aside
 
     async def record(self, records: Sequence[Any]) -> BatchResult:
-        """Apply the events in `records` (aiokafka ConsumerRecords); raise if the store fails."""
-        events = [event for record in records if (event := _parse(record)) is not None]
+        """Apply the events in `records` (aiokafka ConsumerRecords); raise if the store fails.
+
+        A record that is no event is skipped, logged and, once the batch is stored,
+        set aside: it must not stop the case log, and must not vanish either.
+        """
+        events: list[CaseEvent[Any]] = []
+        unreadable: list[tuple[Any, EventRejected]] = []
+        for record in records:
+            try:
+                events.append(_parse(record))
+            except EventRejected as exc:
+                _log_unreadable(record, exc)
+                unreadable.append((record, exc))
         result = await apply_batch(self.engine, self.registry, events)
         _log_result(result)
+        if self.set_aside is not None:
+            for record, rejected in unreadable:
+                reason = f"not an event the tracker can record: {rejected}"
+                await self.set_aside(
+                    record, dead_letter_headers(record, "tracker", rejected.code, reason)
+                )
         return result
 
 
-def _parse(record: Any) -> CaseEvent[Any] | None:
-    try:
-        return parse_event(record.value or b"")
-    except EventRejected as exc:
-        # The router validated everything it wrote here; a record that does not
-        # parse is a bug or a foreign writer, and must not stop the case log.
-        log.error(  # noqa: TRY400 - the code and field say why; a traceback adds nothing
-            "unreadable record on the case log skipped",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason_code=exc.code,
-            field=exc.field,
-        )
-        return None
+def _parse(record: Any) -> CaseEvent[Any]:
+    raw = record.value or b""
+    event = parse_event(raw)
+    if b"\\u0000" in raw and (finding := screen(read_json(raw))) is not None:
+        # A NUL would fail the store's transaction over and over (PostgreSQL
+        # text cannot hold one); the router refuses it, a foreign writer may not.
+        raise EventRejected(*finding)
+    return event
+
+
+def _log_unreadable(record: Any, exc: EventRejected) -> None:
+    # The router validated everything it wrote here; a record that does not
+    # parse is a bug or a foreign writer.
+    log.error(
+        "unreadable record on the case log skipped",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        reason_code=exc.code,
+        field=exc.field,
+    )
 
 
 def _position(record: Any) -> str:
@@ -125,12 +160,13 @@ def create_tracker(
 ) -> KafkaBroker:
     """The tracker's broker: one batch subscriber on `ketenbus.cases` in `group_id`.
 
-    `recorder`: what applies each batch (default `CaseRecorder(engine, registry)`);
+    `recorder`: what applies each batch (default `CaseRecorder` setting aside to the DLQ);
     the benchmark passes one that also notes when the first batch arrived.
     """
     broker = make_broker(settings, bootstrap, client_id="ketenbus-tracker")
-    recorder = recorder or CaseRecorder(engine, registry)
-    guard = PoisonGuard("tracker", settings.max_attempts, dead_letter_with(broker), Backoff())
+    dead_letter = dead_letter_with(broker)
+    recorder = recorder or CaseRecorder(engine, registry, dead_letter)
+    guard = PoisonGuard("tracker", settings.max_attempts, dead_letter, Backoff())
     catch_up = CatchUp(MAX_RECORDS)
 
     @broker.subscriber(
@@ -140,6 +176,8 @@ def create_tracker(
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_records_only,
+        # Header values as written: one that is not UTF-8 must not drop the whole batch.
+        parser=lenient_batch,
         **consumer_options(settings),
     )
     async def on_cases(msg: KafkaMessage) -> None:

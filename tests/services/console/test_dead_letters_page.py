@@ -8,6 +8,7 @@ own refusals (`Letters`, shared with `ketenbus dlq`'s tests).
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
@@ -125,6 +126,28 @@ async def test_the_detail_shows_the_headers_and_the_value_as_the_dead_letter_cod
     assert "<dialog" in page.text
     assert '<script src="/static/dead_letters.js"' in page.text
     assert str(case_id) in page.text
+
+
+async def test_the_replay_dialog_says_why_a_replay_of_a_hopeless_refusal_would_fail_again(
+    console: ConsoleHarness, producer: AIOKafkaProducer, letters: Letters
+) -> None:
+    """A bad signature stays bad: the dialog warns before the operator confirms; a
+    refusal a replay may mend (delivery-failed) has no such warning."""
+    hopeless, _, _ = letters.refused("bad-signature")
+    mendable, _, _ = letters.refused("delivery-failed")
+    hopeless_at, mendable_at = await _write(producer, hopeless), await _write(producer, mendable)
+    operator = await console.operator()
+
+    api = await operator.get("/api/dead-letters/{}/{}".format(*hopeless_at))
+    warned = await operator.get("/dead-letters/{}/{}".format(*hopeless_at))
+    plain = await operator.get("/dead-letters/{}/{}".format(*mendable_at))
+
+    caution = api.json()["replay_caution"]
+    assert caution
+    assert (200, 200) == (warned.status_code, plain.status_code)
+    assert 'data-testid="replay-caution"' in warned.text
+    assert html.escape(caution, quote=False) in warned.text
+    assert 'data-testid="replay-caution"' not in plain.text
 
 
 async def test_a_redacted_dead_letter_shows_no_personal_data_and_no_replay_button(

@@ -20,6 +20,7 @@ class FakeRecord:
     offset: int
     key: bytes | None = b"case"
     value: bytes | None = b"{}"
+    headers: Sequence[tuple[str, bytes | None]] = ()
 
 
 def _batch(n: int) -> list[FakeRecord]:
@@ -80,6 +81,41 @@ async def test_a_poison_message_is_dead_lettered_after_the_attempts_and_the_rest
         headers[topics.DLQ_ORIGIN_TOPIC],
         headers[topics.DLQ_ORIGIN_OFFSET],
     )
+
+
+async def test_a_dead_letter_keeps_the_records_own_headers_but_the_dead_letter_ones() -> None:
+    """The record's correlation id and a replay's mark travel with its dead letter; a
+    reason header it came with is replaced by the dead letter's own."""
+    consumer, letters = Consumer(poison={0}), DeadLetters()
+    sent = (
+        ("correlation_id", b"c-1"),
+        ("ketenbus-replay-of", b"ketenbus.dlq/0@7"),
+        (topics.DLQ_REASON_CODE, b"forged"),
+        ("odd", b"\xff"),
+    )
+    record = FakeRecord("ketenbus.cases", 0, 0, headers=sent)
+
+    await guard_run_until_dead_lettered(_guard(letters, attempts=1), [record], consumer)
+
+    [(_, headers)] = letters.letters
+    assert ("c-1", "ketenbus.dlq/0@7", "processing-failed", "\\xff") == (
+        headers["correlation_id"],
+        headers["ketenbus-replay-of"],
+        headers[topics.DLQ_REASON_CODE],
+        headers["odd"],
+    )
+
+
+async def guard_run_until_dead_lettered(
+    guard: PoisonGuard, batch: list[FakeRecord], consumer: Consumer
+) -> None:
+    for _ in range(guard.max_attempts + 1):
+        try:
+            await guard.run(batch, consumer.process)
+        except ValueError:
+            continue
+        return
+    raise AssertionError("the record was never dead-lettered")
 
 
 async def test_an_outage_is_retried_however_often_and_sets_nothing_aside() -> None:

@@ -14,15 +14,20 @@ from pathlib import Path
 
 import pytest
 from aiokafka import ConsumerRecord
+from asyncpg.exceptions import CharacterNotInRepertoireError
 from faststream.kafka import TestKafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
+from contracts import topics
+from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
+from services.runtime.poison import Record
 from services.runtime.settings import Settings
 from services.runtime.store import make_engine
 from services.tracker.app import CaseRecorder, create_tracker
+from services.tracker.ledger import apply_batch
 from services.tracker.queries import case_view
 from tests.services.tracker.factory import PERSONAL_NAME, EventFactory
 
@@ -84,6 +89,55 @@ async def test_a_record_that_does_not_parse_is_skipped_and_the_rest_applied(
     assert [(CASES, 1, 7, "malformed-json")] == [
         (e["topic"], e["partition"], e["offset"], e["reason_code"]) for e in skipped
     ]
+
+
+NUL_RULE = "Pw art.\u0000 18"
+"""A rule reference with a NUL: the one free text the tracker stores."""
+
+
+async def test_a_nul_in_a_text_is_set_aside_and_the_rest_of_the_batch_applied(
+    store: AsyncEngine, registry: AgencyRegistry, make: EventFactory
+) -> None:
+    """On SQLite and PostgreSQL (whose text cannot hold a NUL): an event with one on
+    the case log is set aside with `nul-character`, not retried; the others, of the
+    same case too, are applied."""
+    bad_case, good_case = uuid.uuid4(), uuid.uuid4()
+    set_aside: list[tuple[int, dict[str, str]]] = []
+
+    async def dead_letter(record: Record, headers: dict[str, str]) -> None:
+        set_aside.append((record.offset, headers))
+
+    records = [
+        _record(make.opened(bad_case, by="uwv").to_json(), 3),
+        _record(make.escalation_requested(bad_case, rule_reference=NUL_RULE).to_json(), 4),
+        _record(make.opened(good_case, by="uwv").to_json(), 5),
+    ]
+
+    result = await CaseRecorder(store, registry, dead_letter).record(records)
+
+    assert (2, 0) == (result.applied, result.refused)
+    assert [(4, "nul-character", "tracker")] == [
+        (offset, h[topics.DLQ_REASON_CODE], h[topics.DLQ_REJECTED_BY]) for offset, h in set_aside
+    ]
+    bad, good = await case_view(store, bad_case), await case_view(store, good_case)
+    assert (1, 1) == (len(bad.timeline) if bad else 0, len(good.timeline) if good else 0)
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_postgresql_cannot_store_a_nul_which_is_why_it_is_set_aside(
+    store: AsyncEngine, registry: AgencyRegistry, make: EventFactory
+) -> None:
+    """Without the screen the batch could never be stored: PostgreSQL refuses the NUL."""
+    case_id = uuid.uuid4()
+    events = [
+        make.opened(case_id, by="uwv"),
+        parse_event(make.escalation_requested(case_id, rule_reference=NUL_RULE).to_json()),
+    ]
+
+    with pytest.raises(CharacterNotInRepertoireError, match="0x00"):
+        await apply_batch(store, registry, events)
 
 
 async def test_a_store_failure_raises_so_the_batch_is_replayed(

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import topics
@@ -32,6 +33,7 @@ from tests.kafka_helpers import (
     read_until,
     start_group_at_end,
 )
+from tests.services.tracker.factory import EventFactory
 
 pytestmark = pytest.mark.broker
 
@@ -145,3 +147,48 @@ async def test_the_tracker_shows_the_new_holder_after_the_accept_and_never_sees_
         ("handoff-requested", True, "belastingdienst"),
         ("handoff-accepted", True, "gm0363"),
     ] == [(entry.type, entry.applied, entry.agency) for entry in view.timeline]
+
+
+async def test_a_foreign_record_on_the_case_log_is_set_aside_and_other_cases_recorded(
+    kafka: str,
+    settings: Settings,
+    registry: AgencyRegistry,
+    store: AsyncEngine,
+    make: EventFactory,
+) -> None:
+    """On SQLite and PostgreSQL: a header value that is not UTF-8 drops nothing, and an
+    event with a NUL written straight onto `ketenbus.cases` is dead-lettered by the tracker
+    with `nul-character` instead of failing the store's transaction; the cases on both
+    sides of it are recorded."""
+    before, nul_case, after = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    nul_event = make.escalation_requested(nul_case, rule_reference="Pw art.\u0000 18")
+    writes = [
+        (before, make.opened(before, by="uwv").to_json(), [("trace", b"\xff\xfe")]),
+        (nul_case, make.opened(nul_case, by="uwv").to_json(), []),
+        (nul_case, nul_event.to_json(), []),
+        (after, make.opened(after, by="uwv").to_json(), []),
+    ]
+    tracker = create_tracker(settings, registry, store, kafka, group_id=f"tracker-{uuid.uuid4()}")
+    await tracker.start()
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+        await producer.start()
+        try:
+            for case_id, value, headers in writes:
+                key = str(case_id).encode()
+                await producer.send_and_wait(topics.CASES, value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+        [dead] = await read_until(
+            kafka, topics.DLQ, lambda r: event_id(r) == str(nul_event.id), timeout=30
+        )
+        seen = [await _timeline_of(store, case_id, 1) for case_id in (before, nul_case, after)]
+    finally:
+        await tracker.stop()
+
+    assert ("nul-character", "tracker", topics.CASES) == (
+        headers_of(dead)[topics.DLQ_REASON_CODE],
+        headers_of(dead)[topics.DLQ_REJECTED_BY],
+        headers_of(dead)[topics.DLQ_ORIGIN_TOPIC],
+    )
+    assert [1, 1, 1] == [len(view.timeline) for view in seen]

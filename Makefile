@@ -18,12 +18,13 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/ketenbus up --demo
 
-## Every check: lint, format, types, contract compatibility, unit and integration tests.
+## Every check: lint, format, import layers, types, contract compatibility, unit and integration tests.
 test: lint typecheck contracts-check unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy contracts services
@@ -39,4 +40,4 @@ faults: $(STAMP)
 	KETENBUS_FAULT_EVENTS=10000 $(BIN)/pytest -q tests/faults
 
 clean:
-	rm -rf $(VENV) .ketenbus .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .ketenbus .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

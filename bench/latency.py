@@ -59,17 +59,17 @@ from bench._proc import cpu_seconds
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
-from services.runtime.embedded import (
+from services.runtime.config.registry import load_registry, with_signing_keys
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.embedded import (
     EMBEDDED_FETCH_MAX_WAIT_MS,
     EMBEDDED_SESSION_TIMEOUT_MS,
     EmbeddedBroker,
     free_port,
 )
-from services.runtime.registry_file import load_registry, with_signing_keys
-from services.runtime.settings import Settings
-from services.runtime.store import make_engine, migrate
-from services.runtime.tables import case_timeline
-from services.runtime.topics import bus_topics, ensure_topics
+from services.runtime.kafka.topics import bus_topics, ensure_topics
+from services.runtime.store.engine import make_engine, migrate
+from services.runtime.store.tables import case_timeline
 
 FLOOR_TOPIC = "bench.latency.floor"
 TARGET_INBOX_P99_MS = 100.0

@@ -47,11 +47,11 @@ from contracts.envelope import source_urn
 from contracts.registry import AgencyRegistry
 from services.demo.keys import demo_keys, demo_registry
 from services.escalation.model import Timer
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
-from services.runtime.registry_file import load_registry
-from services.runtime.settings import Settings
-from services.runtime.store import make_engine, migrate
-from services.runtime.topics import bus_topics, ensure_topics
+from services.runtime.config.registry import load_registry
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.kafka.topics import bus_topics, ensure_topics
+from services.runtime.store.engine import make_engine, migrate
 
 SERVICES = ("router", "tracker", "escalation")
 WORKLOAD = 20_000

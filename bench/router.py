@@ -64,14 +64,14 @@ from services.router._verifier import UNCHECKED, Verdict
 from services.router.app import BATCH as ROUTER_BATCH
 from services.router.app import create_router
 from services.router.routing import Admitted, CaseRouting, OutboxMessage
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
-from services.runtime.heap import long_lived_frozen
-from services.runtime.kafka import PRODUCER_BATCH_BYTES, Outgoing
-from services.runtime.registry_file import load_registry, with_signing_keys
-from services.runtime.settings import Settings
-from services.runtime.store import make_engine, migrate
-from services.runtime.tables import audit_records
-from services.runtime.topics import bus_topics, ensure_topics
+from services.runtime.config.registry import load_registry, with_signing_keys
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.clients import PRODUCER_BATCH_BYTES, Outgoing
+from services.runtime.kafka.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.kafka.topics import bus_topics, ensure_topics
+from services.runtime.process.heap import long_lived_frozen
+from services.runtime.store.engine import make_engine, migrate
+from services.runtime.store.tables import audit_records
 
 RAW_TOPIC = "bench.raw.cases"
 BATCH = ROUTER_BATCH

@@ -47,13 +47,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import topics
 from services.escalation.model import Timer
 from services.escalation.service import EscalationService
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
-from services.runtime.heap import long_lived_frozen
-from services.runtime.logging import configure
-from services.runtime.registry_file import load_registry
-from services.runtime.settings import Settings
-from services.runtime.store import make_engine, migrate, write_transaction
-from services.runtime.tables import escalation_cases, escalation_timers
+from services.runtime.config.registry import load_registry
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.observability.logging import configure
+from services.runtime.process.heap import long_lived_frozen
+from services.runtime.store.engine import make_engine, migrate, write_transaction
+from services.runtime.store.tables import escalation_cases, escalation_timers
 
 CATEGORY = "schulden"
 HOLDER = "belastingdienst"
@@ -336,7 +336,7 @@ async def bench_timers(
     category = registry.category(CATEGORY)
     assert category is not None
     assert category.idle_limit is not None
-    from services.runtime.topics import bus_topics, ensure_topics
+    from services.runtime.kafka.topics import bus_topics, ensure_topics
 
     with (
         long_lived_frozen(),  # as in the service's own process (`service_main`), for both sides

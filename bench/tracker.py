@@ -58,14 +58,14 @@ from contracts.events import (
 from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.config.registry import load_registry
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.heap import long_lived_frozen
-from services.runtime.registry_file import load_registry
-from services.runtime.settings import Settings
-from services.runtime.store import make_engine, migrate
-from services.runtime.tables import case_timeline, cases
-from services.runtime.topics import bus_topics, ensure_topics
+from services.runtime.kafka.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.kafka.topics import bus_topics, ensure_topics
+from services.runtime.process.heap import long_lived_frozen
+from services.runtime.store.engine import make_engine, migrate
+from services.runtime.store.tables import case_timeline, cases
 from services.tracker.app import MAX_RECORDS, CaseRecorder, create_tracker
 from services.tracker.ledger import BatchResult
 

@@ -30,7 +30,7 @@ from contracts import CaseOpened, source_urn
 from contracts.agency_client import AgencyKeys
 from contracts.events import CaseOpening
 from services.agency_outbox import OutboxRelay, add_event, create_outbox_table, outbox_events
-from services.runtime.store import make_engine
+from services.runtime.store.engine import make_engine
 
 UWV_OIN = "00000099000000000013"  # uwv's OIN in deploy/agencies.yaml (an example value)
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: the registry, and the real embedded broker, started once per session."""
+"""Shared fixtures: the registry, and the real embedded broker, started once per session.
+
+The shared helpers' fixtures (tests/_testutil: the stores, the event factory, a producer)
+are registered here for every test, as a plugin. Nothing here imports that package: a
+module imported before pytest registers it would escape assertion rewriting.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,12 @@ from nacl.signing import SigningKey
 
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
-from services.runtime.registry_file import load_registry, with_signing_keys
-from services.runtime.settings import Settings
-from services.runtime.topics import bus_topics, ensure_topics
+from services.runtime.config.registry import load_registry, with_signing_keys
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.kafka.topics import bus_topics, ensure_topics
+
+pytest_plugins = ["tests._testutil"]
 
 REPO = Path(__file__).resolve().parents[1]
 

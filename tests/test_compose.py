@@ -28,11 +28,11 @@ import pytest
 import yaml
 
 from contracts import topics
-from services.runtime.acl import SERVICE_PRINCIPALS
-from services.runtime.kafka import client_security
-from services.runtime.registry_file import load_registry
-from services.runtime.settings import Settings
-from services.runtime.topics import bus_topics
+from services.runtime.config.registry import load_registry
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.acl import SERVICE_PRINCIPALS
+from services.runtime.kafka.clients import client_security
+from services.runtime.kafka.topics import bus_topics
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -44,7 +44,7 @@ PROJECT_SERVICES = ("kafka-init", "router", "tracker", "escalation", "console")
 SECURITY_STEP = "kafka-security"
 ONE_SHOT_STEPS = (SECURITY_STEP, "kafka-init")
 SERVICES_WITH_OWN_HEALTH = ("router", "tracker", "escalation")
-INIT_MODULE = "services.runtime.topics"
+INIT_MODULE = "services.runtime.kafka.topics"
 PASSWORD_VARIABLE = "KETENBUS_DB_PASSWORD"
 INTERPOLATED_PASSWORD = re.compile(r"^\$\{" + PASSWORD_VARIABLE + r"(:\?[^}]+)?\}$")
 # `${VAR:?message}`: compose refuses to start when VAR is unset, so no default can leak in.
@@ -61,7 +61,7 @@ DEFAULTED_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*):-(?P<default>[^}
 # Where each broker mounts its own directory of make-certs.sh's output.
 BROKER_TLS_DIR = PurePosixPath("/etc/kafka/tls")
 BROKER_TLS_FILES = ("broker.key", "broker.crt", "ca.crt")
-# kafka-init is the topic set-up job; its principal is `init` in services.runtime.acl.
+# kafka-init is the topic set-up job; its principal is `init` in services.runtime.kafka.acl.
 PRINCIPAL_OF_SERVICE = {
     name: SERVICE_PRINCIPALS[name.removeprefix("kafka-")] for name in PROJECT_SERVICES
 }

@@ -1,7 +1,7 @@
 """Alembic environment for the Ketenbus store (SQLite or PostgreSQL, async drivers).
 
 Two ways in:
-- `services.runtime.store.migrate` opens the connection, takes the migration
+- `services.runtime.store.engine.migrate` opens the connection, takes the migration
   lock and passes the connection in `config.attributes["connection"]`;
 - the `alembic` CLI (`-c deploy/migrations/alembic.ini`): the URL comes from
   `-x url=...`, else KETENBUS_DATABASE_URL, else the SQLite default, and this
@@ -16,8 +16,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from services.runtime import store
-from services.runtime.tables import metadata
+from services.runtime.store import engine as store
+from services.runtime.store.tables import metadata
 
 config = context.config
 if config.config_file_name is not None:  # the CLI; services keep their own logging
@@ -28,7 +28,7 @@ def _url() -> str:
     url = context.get_x_argument(as_dictionary=True).get("url")
     if url:
         return url
-    from services.runtime.settings import Settings
+    from services.runtime.config.settings import Settings
 
     return Settings().database
 

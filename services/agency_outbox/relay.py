@@ -40,11 +40,11 @@ from sqlalchemy import Select, Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.agency_outbox.table import outbox_events
-from services.runtime.backoff import Backoff
-from services.runtime.kafka import CLOUDEVENTS_JSON
-from services.runtime.logging import get_logger
-from services.runtime.observability import emit_span
-from services.runtime.store import write_transaction
+from services.runtime.consumer.backoff import Backoff
+from services.runtime.kafka.clients import CLOUDEVENTS_JSON
+from services.runtime.observability.logging import get_logger
+from services.runtime.observability.metrics import emit_span
+from services.runtime.store.engine import write_transaction
 
 log = get_logger("ketenbus.agency_outbox")
 
@@ -74,7 +74,7 @@ class OutboxRelay:
 
     `client_options`: extra AIOKafkaProducer arguments, such as the SASL/TLS
     options the agency's Kafka user needs (the bus's own services build theirs
-    with `services.runtime.kafka.client_security`).
+    with `services.runtime.kafka.clients.client_security`).
     """
 
     def __init__(

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.tables import UtcDateTime
+from services.runtime.store.tables import UtcDateTime
 
 TOPIC = 249
 """Kafka's longest topic name."""

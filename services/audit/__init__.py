@@ -1,6 +1,6 @@
 """The audit trail in the store: who received which fields of which case, hash-chained.
 
-Writes: `audit_records` and `audit_chain_head` (see `services.runtime.tables`),
+Writes: `audit_records` and `audit_chain_head` (see `services.runtime.store.tables`),
 only through `append`, which the router calls inside its own transaction for
 every delivery to an agency's inbox, before it produces the delivery.
 The router then publishes the returned records on `ketenbus.audit`.

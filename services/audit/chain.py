@@ -1,7 +1,7 @@
 """Append to the audit chain inside the caller's transaction; verify it; trace one case.
 
 `append` costs three statements whatever the batch size: lock and read the
-head, insert the linked records (one executemany, `services.runtime.bulk`),
+head, insert the linked records (one executemany, `services.runtime.store.bulk`),
 move the head. `verify` reads the chain in pages of `PAGE` records within one
 snapshot, so a long chain never sits in memory whole and appends running
 meanwhile do not show up as a broken chain.
@@ -26,8 +26,8 @@ from contracts.audit import (
     check_chain,
     link,
 )
-from services.runtime.bulk import insert_rows
-from services.runtime.tables import audit_chain_head, audit_records
+from services.runtime.store.bulk import insert_rows
+from services.runtime.store.tables import audit_chain_head, audit_records
 
 PAGE = 5_000
 """Records read per query by `verify`."""
@@ -46,7 +46,7 @@ async def append(connection: AsyncConnection, entries: Sequence[AuditEntry]) -> 
     Returns the records as written, for the caller to publish. The caller
     commits; if it rolls back, or this raises, nothing was appended. On SQLite
     the caller's transaction must be a writer from its start
-    (`services.runtime.store.write_transaction`), so that no other writer can
+    (`services.runtime.store.engine.write_transaction`), so that no other writer can
     move the head between this read and this write; on PostgreSQL the head row
     is locked here until the caller's transaction ends.
     """

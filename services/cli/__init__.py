@@ -30,9 +30,9 @@ from services.cli import (
     trace_cmd,
     up_cmd,
 )
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.logging import configure
-from services.runtime.settings import Settings
+from services.runtime.observability.logging import configure
 
 app = typer.Typer(
     name="ketenbus",

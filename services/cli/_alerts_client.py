@@ -19,7 +19,7 @@ import httpx
 
 from services.console._escalation_rows import age_words
 from services.runtime.errors import UserError
-from services.runtime.terminal import clean, format_time, table
+from services.runtime.text.terminal import clean, format_time, table
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 15.0

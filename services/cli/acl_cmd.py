@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
 
 
 class AclFormat(StrEnum):
@@ -31,8 +31,8 @@ def acl(
     ] = AclFormat.COMMANDS,
 ) -> None:
     """Print the Kafka ACLs for the registry: each agency its own outbox and inbox only."""
-    from services.runtime.acl import as_json, as_script, kafka_acls
-    from services.runtime.registry_file import load_registry
+    from services.runtime.config.registry import load_registry
+    from services.runtime.kafka.acl import as_json, as_script, kafka_acls
 
     acls = kafka_acls(load_registry(Settings().registry))
     text = as_json(acls) if output is AclFormat.JSON else as_script(acls)

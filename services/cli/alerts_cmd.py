@@ -52,7 +52,7 @@ RECONNECTS = 5
 
 def _client(console: str | None, token: str | None) -> ConsoleClient:
     from services.cli._alerts_client import ConsoleClient
-    from services.runtime.settings import Settings
+    from services.runtime.config.settings import Settings
 
     settings = Settings()
     secret = token or (

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
 
 
 def broker(
@@ -17,9 +17,9 @@ def broker(
     ),
 ) -> None:
     """Start the embedded broker (memory-only), create the bus's topics, stop on Ctrl-C."""
-    from services.runtime.embedded import EmbeddedBroker
-    from services.runtime.registry_file import load_registry
-    from services.runtime.topics import bus_topics, ensure_topics
+    from services.runtime.config.registry import load_registry
+    from services.runtime.kafka.embedded import EmbeddedBroker
+    from services.runtime.kafka.topics import bus_topics, ensure_topics
 
     settings = Settings()
     registry = load_registry(settings.registry)

@@ -15,15 +15,15 @@ from uuid import UUID
 
 import typer
 
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.settings import Settings
-from services.runtime.terminal import format_time, table
+from services.runtime.text.terminal import format_time, table
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from services.tracker.escalations import EscalationView
-    from services.tracker.queries import CaseSummary, CaseView
+    from services.casefile.escalations import EscalationView
+    from services.casefile.queries import CaseSummary, CaseView
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ def read_store(query: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from services.runtime.store import make_engine, migrate
+    from services.runtime.store.engine import make_engine, migrate
 
     url = Settings().database
 
@@ -133,7 +133,7 @@ def case(
     as_json: bool = typer.Option(False, "--json", help="Print the case and timeline as JSON."),
 ) -> None:
     """Show one case: holder, status, pending handoff, and every event the tracker saw."""
-    from services.tracker.queries import case_view, timeline
+    from services.casefile.queries import case_view, timeline
 
     try:
         key = UUID(case_id)
@@ -155,7 +155,7 @@ def cases(
     """List the most recently active cases with their holder and status."""
     from pydantic import TypeAdapter
 
-    from services.tracker.queries import CaseSummary, recent_cases
+    from services.casefile.queries import CaseSummary, recent_cases
 
     summaries = read_store(lambda engine: recent_cases(engine, limit))
     if as_json:

@@ -79,8 +79,8 @@ def asyncapi(
 ) -> None:
     """Write the AsyncAPI 3.0.0 document of every service's channels (no Kafka needed)."""
     from services.console.asyncapi import asyncapi_document
-    from services.runtime.registry_file import load_registry
-    from services.runtime.settings import Settings
+    from services.runtime.config.registry import load_registry
+    from services.runtime.config.settings import Settings
 
     settings = Settings()
     bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"

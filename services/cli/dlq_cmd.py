@@ -19,12 +19,23 @@ from services.runtime.errors import UserError
 
 if TYPE_CHECKING:
     from services.dead_letters import DeadLetter, Replay
-    from services.runtime.settings import Settings
+    from services.runtime.config.settings import Settings
 
 app = typer.Typer(
     help="Dead letters: what the bus refused to `ketenbus.dlq`, why, and replaying it.",
     no_args_is_help=True,
 )
+
+
+def _known_reason(code: str) -> None:
+    """Refuse a reason code that no refusal gives: a typo must not read as "none found"."""
+    from contracts.reasons import REASON_CODES
+    from services.dead_letters import NO_REASON, clean
+
+    if code not in REASON_CODES and code != NO_REASON:
+        raise UserError(
+            f"{clean(code)!r} is no reason code; the codes are: {', '.join(REASON_CODES)}"
+        )
 
 
 @app.command("list")
@@ -46,9 +57,11 @@ def list_dead_letters(
     origin (topic@partition:offset), case id, and the event's id and type.
     """
     from services import dead_letters as dl
-    from services.runtime.settings import Settings
+    from services.runtime.config.settings import Settings
 
     letters = dl.with_reason(asyncio.run(dl.read_dead_letters(Settings())), reason)
+    if not letters and reason is not None:
+        _known_reason(reason)
     shown = letters[-limit:]
     if as_json:
         typer.echo(json.dumps([dl.summary(letter) for letter in shown], indent=2))
@@ -78,7 +91,7 @@ def show(
     in hex. Each replay says where it went and whether the router refused it again.
     """
     from services import dead_letters as dl
-    from services.runtime.settings import Settings
+    from services.runtime.config.settings import Settings
 
     letter, history, replay_of = asyncio.run(dl.read_with_history(Settings(), dlq_id))
     if as_json:
@@ -126,7 +139,7 @@ def replay(
     prompt, or with --force.
     """
     from services import dead_letters as dl
-    from services.runtime.settings import Settings
+    from services.runtime.config.settings import Settings
 
     if (dlq_id is None) == (all_of is None):
         raise UserError("name one dead letter ID, or --all-of REASON (not both)")
@@ -141,6 +154,7 @@ def replay(
         assert all_of is not None
         matching = dl.with_reason(letters, all_of)
         if not matching:
+            _known_reason(all_of)
             raise UserError(f"no dead letters with reason {dl.clean(all_of)}")
         futile = dl.futile(all_of)
         if futile is not None:
@@ -214,7 +228,7 @@ def counts(
 ) -> None:
     """Dead letters by reason code, most first."""
     from services import dead_letters as dl
-    from services.runtime.settings import Settings
+    from services.runtime.config.settings import Settings
 
     tally = dl.counts(asyncio.run(dl.read_dead_letters(Settings())))
     if as_json:

@@ -13,8 +13,8 @@ import typer
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.parse import parse_event
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.settings import Settings
 
 
 def _read_events(source: str) -> list[bytes]:
@@ -73,13 +73,23 @@ def emit(
     keyed by its case id."""
     from aiokafka import AIOKafkaProducer
 
-    from services.runtime.kafka import client_security
-    from services.runtime.observability import emit_span, setup_tracing
-    from services.runtime.registry_file import load_registry
+    from services.cli._running_bus import running_bus
+    from services.runtime.config.registry import load_registry
+    from services.runtime.kafka.clients import client_security
+    from services.runtime.observability.metrics import emit_span, setup_tracing
 
     settings = Settings()
-    if load_registry(settings.registry).agency(as_agency) is None:
-        raise UserError(f"agency {as_agency!r} is not in the registry ({settings.registry})")
+    bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
+    # Judged by the registry the bus on `bootstrap` runs on, which `up --demo` makes itself.
+    bus = running_bus(settings.data_dir, bootstrap)
+    registry_path = bus.registry if bus is not None else settings.registry
+    if load_registry(registry_path).agency(as_agency) is None:
+        where = (
+            f"the registry the bus on {bootstrap} runs on ({registry_path})"
+            if bus is not None
+            else f"the registry ({registry_path}, KETENBUS_REGISTRY)"
+        )
+        raise UserError(f"agency {as_agency!r} is not in {where}")
     messages: list[tuple[bytes | None, bytes]] = []
     for number, value in enumerate(_read_events(source), 1):
         key: bytes | None = None
@@ -94,7 +104,6 @@ def emit(
     if not raw:
         keys = _keys(settings, as_agency, key_file)
         messages = [(key, keys.sign(value)) for key, value in messages]
-    bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
 
     async def send() -> None:
         producer = AIOKafkaProducer(

@@ -37,7 +37,7 @@ def new(
 ) -> None:
     """Write a new private key to DIR/CODE.key (mode 0600) and print its registry line."""
     from contracts.agency_client import AgencyKeys
-    from services.runtime.settings import Settings
+    from services.runtime.config.settings import Settings
 
     if not _CODE.match(code):
         raise UserError(f"{code!r} is not an agency code (a-z and digits, 2-32 long)")
@@ -93,8 +93,8 @@ def user(
         team_ref,
         token_sha256,
     )
-    from services.runtime.registry_file import load_registry
-    from services.runtime.settings import Settings
+    from services.runtime.config.registry import load_registry
+    from services.runtime.config.settings import Settings
 
     if not re.match(NAME_PATTERN, name):
         raise UserError(f"{name!r} is not a user name (letters, digits and ._@/-, up to 80)")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from services.runtime.lag import GroupLag
+from services.runtime.kafka.lag import GroupLag
 
 
 def render_lag(lags: Sequence[GroupLag]) -> str:
@@ -57,9 +57,9 @@ def lag(
     ] = False,
 ) -> None:
     """How far the router, tracker and escalation groups are behind, per partition."""
-    from services.runtime.lag import bus_groups, group_lags
-    from services.runtime.registry_file import load_registry
-    from services.runtime.settings import Settings
+    from services.runtime.config.registry import load_registry
+    from services.runtime.config.settings import Settings
+    from services.runtime.kafka.lag import bus_groups, group_lags
 
     settings = Settings()
     groups = bus_groups(load_registry(settings.registry))

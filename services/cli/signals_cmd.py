@@ -2,49 +2,22 @@
 
 What keeps causing escalations (by cause, agency pair, law or rule), how long
 resolving them takes, what is still open and which cases are stuck longest.
-The aggregate itself is `services.tracker.signals.PolicySignals`; this module
+The aggregate itself is `services.casefile.signals.PolicySignals`; this module
 only reads it and prints it, as aligned text or as one JSON object.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
 from typing import TYPE_CHECKING
 
 import typer
 
 from services.cli.cases_cmd import read_store
-from services.runtime.errors import UserError
-from services.runtime.terminal import format_time, table
+from services.runtime.text.terminal import format_duration, format_time, parse_since, table
 
 if TYPE_CHECKING:
-    from services.tracker.signals import PolicySignals, Resolution, Tally
-
-
-def parse_since(text: str | None) -> date | None:
-    """The `--since` day; anything but an ISO date is a one-line user error."""
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UserError(f"--since {text!r} is not a date; give it as YYYY-MM-DD") from None
-
-
-def format_duration(seconds: float | None) -> str:
-    """A duration as a person reads it: `42s`, `12m`, `3h 05m`, `2d 04h`; None is `-`."""
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m" if minutes else f"{secs}s"
+    from services.casefile.signals import EscalationStates, PolicySignals, Resolution, Tally
 
 
 def _section(title: str, lines: Sequence[str]) -> list[str]:
@@ -65,13 +38,24 @@ def _resolution(resolution: Resolution) -> str:
     )
 
 
+def _states(states: EscalationStates) -> str:
+    parts = [
+        f"{states.resolved} resolved",
+        f"{states.withdrawn} withdrawn (answered before the expiry)",
+        f"{states.open} open",
+    ]
+    if states.unresolved_on_closed_cases:
+        parts.append(f"{states.unresolved_on_closed_cases} left unresolved on closed cases")
+    return ", ".join(parts)
+
+
 def render_signals(signals: PolicySignals) -> str:
     """The report: the counts first, then what is open, then the cases stuck longest."""
     scope = f"first raised since {signals.since.isoformat()}" if signals.since else "all time"
     lines = [f"policy signals, escalations {scope} (as of {format_time(signals.as_of)})"]
     if signals.escalations:
         lines += [
-            f"  escalations         {signals.escalations}",
+            f"  escalations         {signals.escalations}: {_states(signals.states)}",
             f"  time to resolution  {_resolution(signals.resolution)}",
         ]
         cause_rows = [
@@ -121,7 +105,7 @@ def signals(
     as_json: bool = typer.Option(False, "--json", help="Print the signals as one JSON object."),
 ) -> None:
     """What keeps causing escalations, how long they take, and the cases stuck longest."""
-    from services.tracker.signals import policy_signals
+    from services.casefile.signals import policy_signals
 
     day = parse_since(since)
     report = read_store(lambda engine: policy_signals(engine, day))

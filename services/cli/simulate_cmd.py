@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
 
 DEFAULT_SPEED = 5.0
 """Equal to `services.simulation.run.DEFAULT_SPEED` (not imported: CLI start-up stays fast)."""
@@ -40,7 +40,7 @@ def simulate(
     """Run router, tracker and escalation service on one sped-up clock with simulated
     agencies and teams, on KETENBUS_KAFKA_BOOTSTRAP or a private embedded broker and a
     fresh store; print the verdict; exit 1 if a failure count is not zero."""
-    from services.runtime.logging import configure
+    from services.runtime.observability.logging import configure
     from services.simulation.run import Options
     from services.simulation.run import simulate as run_simulation
     from services.simulation.verdict import render

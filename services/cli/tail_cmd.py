@@ -1,7 +1,7 @@
 """`ketenbus tail TOPIC`: follow a topic and print each message as it arrives, one line each.
 
 The consumer has no group and commits nothing, so following changes nothing on
-the bus. What a line shows, and what it never shows, is `services.runtime.tail`.
+the bus. What a line shows, and what it never shows, is `services.runtime.text.tail`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from services.runtime.errors import UserError
 
 if TYPE_CHECKING:
     from contracts.registry import AgencyRegistry
-    from services.runtime.settings import Settings
-    from services.runtime.tail import TailLine
+    from services.runtime.config.settings import Settings
+    from services.runtime.text.tail import TailLine
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to reach the broker and find the topic before giving up."""
@@ -49,9 +49,9 @@ def tail(
     (new messages only) unless --from-start; Ctrl-C stops it.
     """
     from contracts.events import EVENT_CLASSES
-    from services.runtime import tail as lines
-    from services.runtime.registry_file import load_registry
-    from services.runtime.settings import Settings
+    from services.runtime.config.registry import load_registry
+    from services.runtime.config.settings import Settings
+    from services.runtime.text import tail as lines
 
     if event_type is not None and event_type not in EVENT_CLASSES:
         known = ", ".join(sorted(EVENT_CLASSES))
@@ -85,7 +85,7 @@ async def follow(
     from aiokafka.errors import KafkaError
 
     from services.dead_letters.kafka import bootstrap_of
-    from services.runtime.kafka import client_security
+    from services.runtime.kafka.clients import client_security
 
     bootstrap = bootstrap_of(settings)
     consumer = AIOKafkaConsumer(
@@ -132,7 +132,7 @@ async def _read(
     show: Callable[[TailLine], bool],
     limit: int | None,
 ) -> None:
-    from services.runtime.tail import describe
+    from services.runtime.text.tail import describe
 
     shown = 0
     while True:

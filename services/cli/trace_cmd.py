@@ -16,7 +16,7 @@ import typer
 
 from services.cli.cases_cmd import read_store
 from services.runtime.errors import UserError
-from services.runtime.terminal import format_time, table
+from services.runtime.text.terminal import format_time, table
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,7 +56,7 @@ async def _deliveries(engine: AsyncEngine, case_id: UUID) -> tuple[list[AuditRec
     from sqlalchemy import select
 
     from services.audit import trace as trace_case
-    from services.runtime.tables import cases
+    from services.runtime.store.tables import cases
 
     try:
         records = await trace_case(engine, case_id)

@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
 
 
 def up(
@@ -14,7 +14,7 @@ def up(
 ) -> None:
     """Run the bus: the embedded broker (unless KETENBUS_KAFKA_BOOTSTRAP is set),
     router, tracker and the console's /healthz."""
-    from services.runtime.supervisor import run_bus
+    from services.cli.supervisor import run_bus
 
     settings = Settings()
     asyncio.run(run_bus(settings, demo=demo))
@@ -33,8 +33,8 @@ def demo(
     (DATA_DIR/demo-registry.yaml)."""
     from services.demo.agencies import run_demo
     from services.demo.keys import demo_keys
-    from services.runtime.kafka import client_security
-    from services.runtime.registry_file import load_registry
+    from services.runtime.config.registry import load_registry
+    from services.runtime.kafka.clients import client_security
 
     settings = Settings()
     registry = load_registry(settings.registry)

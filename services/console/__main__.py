@@ -7,9 +7,9 @@ import sys
 import uvicorn
 
 from services.console.app import create_console
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.logging import configure
-from services.runtime.settings import Settings
+from services.runtime.observability.logging import configure
 
 
 def main() -> None:

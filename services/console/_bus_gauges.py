@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import topics
 from contracts.registry import AgencyRegistry
 from services.dead_letters import counts, parse_dead_letter, read_topic
-from services.runtime.lag import bus_groups, group_lags
-from services.runtime.logging import get_logger
-from services.runtime.settings import Settings
-from services.runtime.tables import case_timeline, cases, escalations
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.lag import bus_groups, group_lags
+from services.runtime.observability.logging import get_logger
+from services.runtime.store.tables import case_timeline, cases, escalations
 
 SOURCE_TIMEOUT = 5.0
 """Seconds one source may take per scrape."""

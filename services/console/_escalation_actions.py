@@ -2,7 +2,7 @@
 
 Only a team member acts, and only on an escalation alerting its own team;
 operators see the board read-only. The action is not applied here: it is an
-event on the case log (`services.escalation.team_actions`), and the board
+event on the case log (`services.console._team_actions`), and the board
 shows the new status once the escalation service has applied it. 202 means
 the event is on the log; the escalation service may still ignore it (say, the
 escalation climbed past the team in the meantime), as it would the agency's own.
@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from contracts.events import EscalationAcknowledged, EscalationOutcome, EscalationResolved, TeamRef
+from services.console import _team_actions as team_actions
+from services.console._team_actions import Target
 from services.console.access import principal_of
 from services.console.state import console_of
-from services.escalation import team_actions
-from services.escalation.team_actions import Target
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 
 OUTCOMES: tuple[str, ...] = get_args(EscalationOutcome)
 NOTE_MAX = 2000

@@ -22,7 +22,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.console._escalation_rows import Item, is_open, open_rows, rows_by_id
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 
 INTERVAL_S = 1.0
 """Seconds between two reads of the table."""

@@ -17,7 +17,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.events import TeamRef
-from services.runtime.tables import escalations
+from services.runtime.store.tables import escalations
 
 OPEN_STATUSES = ("raised", "acknowledged")
 LIMIT = 500

@@ -7,8 +7,8 @@ from datetime import datetime
 from starlette.responses import JSONResponse
 
 from services.console.state import Console
-from services.runtime.settings import Settings
-from services.runtime.terminal import format_time
+from services.runtime.config.settings import Settings
+from services.runtime.text.terminal import format_time
 
 
 def kafka_settings(console: Console) -> Settings:

@@ -1,6 +1,6 @@
 """One overview snapshot: topic sizes, rates, lag, dead letters, open escalations, stuck handoffs.
 
-The Kafka figures come from fetch high-watermarks (`services.runtime.lag`),
+The Kafka figures come from fetch high-watermarks (`services.runtime.kafka.lag`),
 because the embedded broker's `end_offsets` is wrong under producer batching.
 A topic's rate is the change of the sum of its partitions' high-watermarks
 since the previous snapshot, divided by the time between them. The store
@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import topics
 from contracts.registry import AgencyRegistry
 from services.dead_letters import counts, read_dead_letters
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.lag import GroupLag, bus_groups, group_lags, high_watermarks
-from services.runtime.settings import Settings
-from services.runtime.tables import cases, escalations
-from services.runtime.topics import bus_topics
+from services.runtime.kafka.lag import GroupLag, bus_groups, group_lags, high_watermarks
+from services.runtime.kafka.topics import bus_topics
+from services.runtime.store.tables import cases, escalations
 
 KAFKA_TIMEOUT = 5.0
 """Seconds to connect to the broker, and then to read, per snapshot."""

@@ -8,8 +8,6 @@ APIs then ask `principal_of(request)` or `require_operator(request)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlsplit
 
 from starlette.exceptions import HTTPException
@@ -17,12 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from contracts.events import TeamRef
-
-if TYPE_CHECKING:
-    from services.console.users import Users
-
-Role = Literal["operator", "team"]
+from services.console.principal import Principal
+from services.console.users import Users
 
 PRINCIPAL_KEY = "ketenbus.principal"
 """The ASGI scope key the middleware puts the Principal under."""
@@ -30,20 +24,6 @@ PRINCIPAL_KEY = "ketenbus.principal"
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout", "/metrics"})
 PUBLIC_PREFIXES = ("/static/", "/docs/asyncapi")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-@dataclass(frozen=True)
-class Principal:
-    """A logged-in user or a token's holder."""
-
-    name: str
-    role: Role
-    team: TeamRef | None  # set iff role == "team"
-
-    @property
-    def team_label(self) -> str | None:
-        """`agency/team`, as the API and the users file write it."""
-        return f"{self.team.agency}/{self.team.team}" if self.team is not None else None
 
 
 def principal_of(request: Request) -> Principal:

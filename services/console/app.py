@@ -32,11 +32,11 @@ from services.console.access import AccessMiddleware
 from services.console.health import BusHealth
 from services.console.state import console_of, open_console
 from services.console.users import Users, load_users
+from services.runtime.config.registry import load_registry
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.kafka import client_security
-from services.runtime.logging import get_logger
-from services.runtime.registry_file import load_registry
-from services.runtime.settings import Settings
+from services.runtime.kafka.clients import client_security
+from services.runtime.observability.logging import get_logger
 
 log = get_logger("ketenbus.console")
 

@@ -11,8 +11,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.runtime.kafka import client_security
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.clients import client_security
 
 
 class BusHealth:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from services.console._pages import kafka_settings
 from services.console._snapshot import OverviewSource
 from services.console.state import console_of
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 
 INTERVAL_S = 2.0
 """Seconds between snapshots."""

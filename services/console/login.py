@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from services.console._templates import render
 from services.console.access import local_path, principal_of, same_origin
 from services.console.users import Users
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 
 log = get_logger("ketenbus.console.login")
 

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from services.console._bus_gauges import BusGauges, scrape_errors
 from services.console.state import Console, console_of
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 
 SERVICE_TIMEOUT = 3.0
 """Seconds a service's `/metrics` may take to answer."""

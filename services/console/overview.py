@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.cli.signals_cmd import format_duration
 from services.console._pages import api_error, when
 from services.console._templates import render
 from services.console.access import require_operator
 from services.console.live import NoSnapshot, sampler_of
+from services.runtime.text.terminal import format_duration
 
 FIRST_SNAPSHOT_S = 15.0
 """How long a page or the API waits for the sampler's first snapshot."""

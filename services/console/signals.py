@@ -1,6 +1,6 @@
 """Policy-signals report (issue 3) with a server-rendered chart.
 
-`GET /api/signals[?since=YYYY-MM-DD]` answers `services.tracker.signals.
+`GET /api/signals[?since=YYYY-MM-DD]` answers `services.casefile.signals.
 PolicySignals` as JSON, the same object `ketenbus signals --json` prints;
 `GET /signals` shows it with an inline SVG bar chart of escalations by cause
 (`_chart`). Operators only.
@@ -15,14 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.cli.signals_cmd import format_duration, parse_since
+from services.casefile.signals import PolicySignals, policy_signals
 from services.console._chart import bar_chart
 from services.console._pages import api_error, when
 from services.console._templates import render
 from services.console.access import require_operator
 from services.console.state import console_of
 from services.runtime.errors import UserError
-from services.tracker.signals import PolicySignals, policy_signals
+from services.runtime.text.terminal import format_duration, parse_since
 
 STORE_DOWN = "the case store cannot be read"
 

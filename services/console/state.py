@@ -21,9 +21,9 @@ from starlette.requests import Request
 from contracts.registry import AgencyRegistry
 from services.console.health import BusHealth
 from services.console.users import Users
-from services.runtime.logging import get_logger
-from services.runtime.settings import Settings
-from services.runtime.store import make_engine
+from services.runtime.config.settings import Settings
+from services.runtime.observability.logging import get_logger
+from services.runtime.store.engine import make_engine
 
 log = get_logger("ketenbus.console")
 

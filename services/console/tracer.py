@@ -2,7 +2,7 @@
 
 `GET /cases` is the search form (and the most recently active cases);
 `GET /cases/{case_id}` the case page and `GET /api/cases/{case_id}` the same as
-JSON: the tracker's view of the case (`services.tracker.queries.case_view`,
+JSON: the tracker's view of the case (`services.casefile.queries.case_view`,
 as `ketenbus case` shows it) and its audit trail (`services.audit.trace`, as
 `ketenbus trace` shows it: who received which fields under which legal basis).
 Neither holds personal data. Operators only.
@@ -20,11 +20,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.audit import trace
+from services.casefile.queries import case_view, recent_cases, timeline
 from services.console._pages import api_error, when
 from services.console._templates import render
 from services.console.access import require_operator
 from services.console.state import console_of
-from services.tracker.queries import case_view, recent_cases, timeline
 
 RECENT = 20
 """How many of the most recently active cases the search page lists."""

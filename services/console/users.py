@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.events import TeamRef
 from contracts.registry import AgencyRegistry
-from services.console.access import Principal
+from services.console.principal import Principal
 from services.runtime.errors import UserError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@/-]{0,79}$"

@@ -82,7 +82,7 @@ from services.dead_letters.replay import (
     replayed_from,
 )
 from services.dead_letters.show import render_show, show_json
-from services.runtime.terminal import clean
+from services.runtime.text.terminal import clean
 
 __all__ = [
     "FUTILE",

@@ -1,4 +1,4 @@
-"""A record's value as JSON, if it is (escaping and tables: `services.runtime.terminal`)."""
+"""A record's value as JSON, if it is (escaping and tables: `services.runtime.text.terminal`)."""
 
 from __future__ import annotations
 

@@ -29,10 +29,10 @@ from services.dead_letters.replay import (
     replay_history,
     replayed_from,
 )
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.logging import get_logger
-from services.runtime.settings import Settings
-from services.runtime.terminal import clean
+from services.runtime.observability.logging import get_logger
+from services.runtime.text.terminal import clean
 
 READ_TIMEOUT = 10.0
 """Seconds to read a topic to its end before giving up."""
@@ -82,7 +82,7 @@ async def _reader(settings: Settings, bootstrap: str, timeout: float) -> Any:
     within `timeout`."""
     from aiokafka import AIOKafkaConsumer
 
-    from services.runtime.kafka import client_security
+    from services.runtime.kafka.clients import client_security
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -270,7 +270,7 @@ async def publish_replays(
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from services.runtime.kafka import client_security
+    from services.runtime.kafka.clients import client_security
 
     log = get_logger("ketenbus.dlq")
     bootstrap = bootstrap_of(settings)

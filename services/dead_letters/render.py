@@ -16,7 +16,7 @@ from typing import Any
 from contracts.envelope import EVENT_TYPE_PREFIX
 from services.dead_letters.letters import DeadLetter
 from services.dead_letters.replay import NeedsConfirmation, NotReplayable, Replayed
-from services.runtime.terminal import clean, format_time, table
+from services.runtime.text.terminal import clean, format_time, table
 
 
 def _short_type(event_type: str | None) -> str:

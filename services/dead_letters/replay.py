@@ -22,8 +22,8 @@ from contracts.envelope import CONTENT_TYPE, MAX_EVENT_BYTES
 from services.dead_letters._audit import audit_fields
 from services.dead_letters.letters import REPLAY_OF, DeadLetter, Record, oldest_first
 from services.runtime.errors import UserError
-from services.runtime.logging import get_logger
-from services.runtime.terminal import clean
+from services.runtime.observability.logging import get_logger
+from services.runtime.text.terminal import clean
 
 FUTILE: Mapping[str, str] = {
     "malformed-json": "its value is not a JSON event object",

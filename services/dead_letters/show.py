@@ -17,7 +17,7 @@ from services.dead_letters._text import NOT_JSON, json_value
 from services.dead_letters.letters import DeadLetter
 from services.dead_letters.render import summary
 from services.dead_letters.replay import NotReplayable, ReplayEntry, plan_replay
-from services.runtime.terminal import clean, format_time
+from services.runtime.text.terminal import clean, format_time
 
 PREVIEW_BYTES = 64
 """How much of a value that is not JSON `show` prints, in hex."""

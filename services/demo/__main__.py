@@ -6,10 +6,10 @@ import asyncio
 
 from services.demo.agencies import run_demo
 from services.demo.keys import demo_keys
-from services.runtime.kafka import client_security
-from services.runtime.logging import configure
-from services.runtime.registry_file import load_registry
-from services.runtime.settings import Settings
+from services.runtime.config.registry import load_registry
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.clients import client_security
+from services.runtime.observability.logging import configure
 
 
 def main() -> None:

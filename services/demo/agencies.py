@@ -33,7 +33,7 @@ from contracts.events import (
 )
 from contracts.parse import EventRejected, parse_event
 from contracts.registry import AgencyRegistry
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 
 log = get_logger("ketenbus.demo")
 
@@ -237,7 +237,8 @@ async def run_demo(
 ) -> int:
     """Open a case every `interval` s until `cases` are open (or a signal); return the count.
 
-    `security`: the Kafka clients' security options (`services.runtime.kafka.client_security`).
+    `security`: the Kafka clients' security options
+    (`services.runtime.kafka.clients.client_security`).
     """
     security = security or {}
     stop = stop or asyncio.Event()

@@ -15,7 +15,7 @@ import yaml
 
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
-from services.runtime.registry_file import with_signing_keys
+from services.runtime.config.registry import with_signing_keys
 
 
 def keys_dir(data_dir: Path) -> Path:

@@ -4,7 +4,7 @@ Consumes: `ketenbus.cases` (the validated case log), in batches, as consumer
 group `ketenbus-escalation`. Of the bus operator's own events it applies only
 its expiries, and an `escalation-acknowledged` or `escalation-resolved` from the
 console (`urn:nld:oin:<operator OIN>:systeem:ketenbus-console`, built by
-`team_actions`): that is the act of its `data.team`'s agency, under the same
+`services.console`): that is the act of its `data.team`'s agency, under the same
 rules as the agency's own (the team alerted last, or one above it on the path).
 
 Produces, as `urn:nld:oin:<operator OIN>:systeem:ketenbus-escalation`:
@@ -22,11 +22,11 @@ Produces, as `urn:nld:oin:<operator OIN>:systeem:ketenbus-escalation`:
   headers and `ketenbus-rejected-by: escalation`, and `delivery-failed` to the
   sender's inbox. Nothing is raised for it.
 
-The service follows the case log with the tracker's own state machine,
+The service follows the case log with the handoff rules (`contracts.handoff`),
 including its own expiries as they come back, so the two agree on holder,
 pending handoff and rejection count.
 
-An expiry ends the handoff in the case's custody (`services.runtime.custody`)
+An expiry ends the handoff in the case's custody (`services.custody`)
 under the lock the router takes too, while it is produced: an answer the router
 let through first stops it.
 

@@ -8,7 +8,7 @@ higher up the case's path: a higher level may take an escalation over, and an
 acknowledgement from the next level can overtake the record of the climb that
 alerted it (the alert is out before the climb is committed). Anything else is
 logged and ignored (it changes no state; the tracker still shows it).
-A team acting from the console counts as its agency (`tracker.state.actor_of`),
+A team acting from the console counts as its agency (`contracts.handoff.actor_of`),
 so the same rules hold for it.
 """
 

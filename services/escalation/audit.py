@@ -24,7 +24,7 @@ from contracts.registry import AgencyRegistry
 from services.audit import append
 from services.escalation.levels import Context
 from services.escalation.model import CaseFile
-from services.runtime.kafka import Outgoing
+from services.runtime.kafka.clients import Outgoing
 
 ESCALATION_EVENTS = ("escalation-raised", "escalation-resolved")
 HANDOFF_EVENTS = ("handoff-expired",)

@@ -23,17 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import CaseEvent
 from contracts.events import HandoffExpired
-from contracts.parse import EventRejected, parse_event
+from contracts.handoff import OPERATOR, actor_of
+from contracts.parse import EventRejected
 from services.escalation import store, timers
 from services.escalation.audit import audited
 from services.escalation.fire import deadline_timer_id, expiry_raise_id
 from services.escalation.levels import Context
 from services.escalation.messages import Origin
 from services.escalation.react import inert, react
-from services.escalation.workspace import Workspace, log, log_notes
+from services.escalation.workspace import Workspace, log_notes
 from services.escalation.writes import writing
-from services.runtime.kafka import Outgoing
-from services.tracker.state import OPERATOR, actor_of
+from services.runtime.consumer.case_log import case_event_of
+from services.runtime.kafka.clients import Outgoing
 
 Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
@@ -59,7 +60,10 @@ class CaseLogConsumer:
         registry = self.context().registry
         parsed: list[Applicable] = []
         for record in records:
-            event = _parse(record)
+            try:
+                event: CaseEvent[Any] | None = case_event_of(record)
+            except EventRejected:
+                event = None
             actor = None if event is None else actor_of(event, registry)
             # The service's own raises come back here by the thousand: no load for them.
             if event is not None and actor is not None and not inert(event, actor):
@@ -108,19 +112,3 @@ async def _raised_by_rounds(connection: AsyncConnection, new: list[Applicable]) 
     if not deadlines:
         return set()
     return {expiry_raise_id(i) for i in await timers.produced(connection, deadlines)}
-
-
-def _parse(record: Any) -> CaseEvent[Any] | None:
-    try:
-        return parse_event(record.value or b"")
-    except EventRejected as exc:
-        # The router validated everything on the case log; this is a foreign writer or a bug.
-        log.error(
-            "unreadable record on the case log skipped",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason_code=exc.code,
-            field=exc.field,
-        )
-        return None

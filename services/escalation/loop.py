@@ -29,7 +29,7 @@ from services.escalation.levels import Context
 from services.escalation.model import Timer
 from services.escalation.round import Rounds
 from services.escalation.workspace import log
-from services.runtime.clock import Clock, SystemClock
+from services.runtime.process.clock import Clock, SystemClock
 
 BATCH = 200
 """Timers per claim: one produce wave and one transaction for all of them."""

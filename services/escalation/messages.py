@@ -24,7 +24,7 @@ from contracts.events import (
     HandoffExpired,
 )
 from services.escalation.model import derived_id
-from services.runtime.kafka import Outgoing
+from services.runtime.kafka.clients import Outgoing
 
 REJECTED_BY = "escalation"
 """The `ketenbus-rejected-by` header of the service's dead letters."""

@@ -19,8 +19,8 @@ from uuid import UUID
 from contracts.case import EscalationPath
 from contracts.envelope import CaseEvent, event_type, schema_uri
 from contracts.events import TeamRef
+from contracts.handoff import CaseState
 from contracts.registry import AgencyRegistry
-from services.tracker.state import CaseState
 
 TimerKind = Literal["handoff-deadline", "idle", "acknowledge", "top-repeat"]
 Trigger = Literal["handoff-expired", "idle", "ping-pong", "hardship", "manual"]

@@ -1,6 +1,6 @@
 """What one case-log event does to escalations: the triggers that act at once, and timers.
 
-The case itself moves by the tracker's state machine (`services.tracker.state`),
+The case itself moves by the handoff rules of the contract (`contracts.handoff`),
 so this service and the tracker agree on who holds a case and which handoff
 is pending. On top of that:
 - a handoff request sets a deadline timer; an answer cancels it;
@@ -32,6 +32,7 @@ from contracts.events import (
     HandoffRejected,
     HandoffRequested,
 )
+from contracts.handoff import OPERATOR, Applied, CaseState, decide
 from services.escalation.asks import answer, manual, refused
 from services.escalation.fire import (
     deadline_timer_id,
@@ -43,7 +44,6 @@ from services.escalation.levels import Cause, Context, raise_escalation
 from services.escalation.messages import Origin
 from services.escalation.model import CaseFile, Timer
 from services.escalation.workspace import Cancel, Workspace
-from services.tracker.state import OPERATOR, Applied, CaseState, decide
 
 
 def react(
@@ -51,7 +51,7 @@ def react(
 ) -> None:
     """Apply one event from the case log, the act of `emitter` (None: not in the registry).
 
-    `emitter` is `tracker.state.actor_of`: a team's acknowledgement or resolution
+    `emitter` is `contracts.handoff.actor_of`: a team's acknowledgement or resolution
     from the console arrives as its agency's, not the operator's.
     """
     if emitter is None or inert(event, emitter):

@@ -2,7 +2,7 @@
 
 1. work out the events on the state as it is now, without locks;
 2. produce them and wait for Kafka's acks; expiries under the lock of the
-   cases' custody (`services.runtime.custody`), which they end there, so an
+   cases' custody (`services.custody`), which they end there, so an
    answer the router let through first stops the expiry, and one that comes
    later finds the handoff ended;
 3. in one transaction, lock the cases, mark each timer fired (unless another
@@ -28,6 +28,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services import custody
 from services.escalation import store, timers
 from services.escalation.audit import audited_each
 from services.escalation.consumer import Publish
@@ -37,8 +38,7 @@ from services.escalation.model import CaseFile, Timer
 from services.escalation.rows import escalation_row, file_row
 from services.escalation.workspace import Workspace, log, log_notes
 from services.escalation.writes import writing
-from services.runtime import custody
-from services.runtime.kafka import Outgoing
+from services.runtime.kafka.clients import Outgoing
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,26 +13,12 @@ from sqlalchemy import Row
 
 from contracts.case import EscalationPath
 from contracts.events import TeamRef
+from services.custody.state_rows import STATE_COLUMNS, state_of, state_values
 from services.escalation.model import CaseFile, Escalation
-from services.tracker.state import CaseState, PendingHandoff
 
 
 def file_of(row: Row[Any]) -> CaseFile:
-    pending = None
-    if row.pending_handoff_id is not None:
-        pending = PendingHandoff(
-            row.pending_handoff_id, row.pending_from, row.pending_to, row.pending_deadline
-        )
-    state = CaseState(
-        case_id=row.case_id,
-        category=row.category,
-        holder=row.holder,
-        status=row.status,
-        opened_at=row.opened_at,
-        last_event_at=row.last_event_at,
-        pending=pending,
-        bounce_count=row.rejections,
-    )
+    state = state_of(row, bounce_count=row.rejections)
     path = row.escalation_path
     return CaseFile(
         state=state,
@@ -46,24 +32,15 @@ def file_of(row: Row[Any]) -> CaseFile:
 
 
 def file_row(file: CaseFile) -> dict[str, Any]:
-    state, pending = file.state, file.state.pending
+    row = dict(zip(STATE_COLUMNS, state_values(file.state), strict=True))
+    row["rejections"] = row.pop("bounce_count")
     return {
-        "case_id": state.case_id,
-        "category": state.category,
-        "holder": state.holder,
+        **row,
         "holders": file.holders,
-        "status": state.status,
-        "pending_handoff_id": pending.handoff_id if pending else None,
-        "pending_from": pending.from_agency if pending else None,
-        "pending_to": pending.to_agency if pending else None,
-        "pending_deadline": pending.deadline if pending else None,
-        "rejections": state.bounce_count,
         "rejections_escalated": file.rejections_escalated,
         "escalation_path": file.path.model_dump(mode="json") if file.path else None,
         "correlation_id": file.correlation_id,
         "sequence": file.sequence,
-        "opened_at": state.opened_at,
-        "last_event_at": state.last_event_at,
     }
 
 

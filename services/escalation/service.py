@@ -11,11 +11,9 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import source_urn
@@ -25,19 +23,15 @@ from services.escalation.consumer import CaseLogConsumer
 from services.escalation.levels import Context
 from services.escalation.loop import TimerLoop
 from services.escalation.model import SYSTEM
-from services.runtime.backoff import Backoff
-from services.runtime.clock import Clock, SystemClock
-from services.runtime.headers import lenient_batch
-from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
-from services.runtime.poison import PoisonGuard, dead_letter_with
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
+from services.runtime.consumer.backoff import Backoff
+from services.runtime.consumer.poison import PoisonGuard, dead_letter_with
+from services.runtime.consumer.subscriber import batch_subscriber, records_of
+from services.runtime.kafka.clients import Outgoing, make_broker, publish_all
+from services.runtime.process.clock import Clock, SystemClock
 
 MAX_RECORDS = 500
 """Records per batch: large enough to amortise a transaction, small enough to replay."""
-
-
-async def _records_only(_: Any) -> None:
-    """Skip FastStream's body decoding: the handler parses the raw records itself."""
 
 
 def _instance_id() -> str:
@@ -83,22 +77,12 @@ class EscalationService:
             "escalation", settings.max_attempts, dead_letter_with(self.broker), Backoff()
         )
 
-        @self.broker.subscriber(
-            CASES,
-            batch=True,
-            max_records=MAX_RECORDS,
-            group_id=group_id,
-            # Commit only after the handler returned: the state is committed, the events acked.
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_records_only,
-            # Header values as written: one that is not UTF-8 must not drop the whole batch.
-            parser=lenient_batch,
-            **consumer_options(settings),
+        # At least once: committed after the state is committed and the events acked.
+        @batch_subscriber(
+            self.broker, CASES, group_id=group_id, max_records=MAX_RECORDS, settings=settings
         )
         async def on_cases(msg: KafkaMessage) -> None:
-            raw: Any = msg.raw_message  # a tuple of ConsumerRecords
-            records = raw if isinstance(raw, tuple | list) else (raw,)
-            await guard.run(records, self.consumer.handle, msg.consumer)
+            await guard.run(records_of(msg.raw_message), self.consumer.handle, msg.consumer)
 
     def context(self) -> Context:
         """The rules' view of the world at this moment of clock time."""

@@ -10,7 +10,7 @@ serialises writers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, bindparam, delete, insert, select, update
@@ -21,30 +21,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from services.escalation.model import CaseFile, Escalation
 from services.escalation.rows import escalation_of, escalation_row, file_of, file_row
 from services.escalation.workspace import Cancel, Workspace
-from services.runtime.tables import (
+from services.runtime.store.chunks import chunks
+from services.runtime.store.tables import (
     escalation_cases,
     escalation_seen_events,
     escalation_timers,
     escalations,
 )
 
-CHUNK = 1000
-"""Keys per IN (...) list: far below SQLite's and asyncpg's bound-parameter limits."""
-
 OPEN = ("raised", "acknowledged")
-
-T = TypeVar("T")
-
-
-def chunks(items: Iterable[T]) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 async def load(

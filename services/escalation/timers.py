@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.escalation.model import Timer
-from services.escalation.store import chunks
 from services.escalation.writes import writing
-from services.runtime.tables import escalation_timers
+from services.runtime.store.chunks import chunks
+from services.runtime.store.tables import escalation_timers
 
 t = escalation_timers.c
 

@@ -20,8 +20,8 @@ from typing import Any
 from uuid import UUID
 
 from services.escalation.model import CaseFile, Escalation, Timer, TimerKind, Trigger
-from services.runtime.kafka import Outgoing
-from services.runtime.logging import get_logger
+from services.runtime.kafka.clients import Outgoing
+from services.runtime.observability.logging import get_logger
 
 log = get_logger("ketenbus.escalation")
 

@@ -34,7 +34,7 @@ from contracts.parse import read_json
 from contracts.registry import AgencyRegistry
 from contracts.screening import nesting_exceeds
 from contracts.signing import SignatureRefused, verify_signature
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 
 log = get_logger("ketenbus.router")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,23 +14,18 @@ from contracts.registry import AgencyRegistry
 from services.router._verifier import Verifier, shared_workers
 from services.router.deliver import Delivery
 from services.router.routing import CaseRouting, OutboxMessage
-from services.runtime.backoff import Backoff
-from services.runtime.catch_up import CatchUp
-from services.runtime.headers import lenient_batch
-from services.runtime.kafka import Outgoing, consumer_options, make_broker, publish_all
-from services.runtime.poison import PoisonGuard, dead_letter_with
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
+from services.runtime.consumer.backoff import Backoff
+from services.runtime.consumer.catch_up import CatchUp
+from services.runtime.consumer.poison import PoisonGuard, dead_letter_with
+from services.runtime.consumer.subscriber import batch_subscriber
+from services.runtime.kafka.clients import Outgoing, make_broker, publish_all
 
 GROUP = "ketenbus-router"
 
 BATCH = 2_000
 """Records per batch at most: per-batch costs (a store transaction, waiting for acks, the
 offset commit) spread over more events; a quiet bus still gets small batches at once."""
-
-
-async def _raw_body(_: Any) -> None:
-    # Routing reads the records' bytes itself; FastStream must not try to decode them.
-    return None
 
 
 def create_router(
@@ -67,20 +61,10 @@ def create_router(
         routing.stats.routed += done.routed
         routing.stats.completed += len(records)
 
-    @broker.subscriber(
-        *outboxes,
-        batch=True,
-        max_records=BATCH,
-        group_id=group_id,
-        # Commit only after the handler returned, i.e. after the batch's state and audit
-        # records are committed and every produce was acked; on an exception rewind to
-        # the batch start so nothing is skipped.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_body,
-        # Header values as sent: one that is not UTF-8 is refused by routing, alone.
-        parser=lenient_batch,
-        **consumer_options(settings),
-    )
+    # At least once: committed after the batch's state and audit records are
+    # committed and every produce was acked. A header value that is not UTF-8 is
+    # refused by routing, alone.
+    @batch_subscriber(broker, *outboxes, group_id=group_id, max_records=BATCH, settings=settings)
     async def route_outboxes(message: KafkaMessage) -> None:
         await catch_up.run(message, lambda records: guard.run(records, deliver, message.consumer))
 

@@ -4,7 +4,7 @@ Worker processes verify a batch's signatures while the event loop checks its
 first share itself (`services.router._verifier`). A large batch goes in parts
 of `PART` messages, each as a batch of its own, the workers verifying the
 parts after it. A batch, or a part, in one database transaction:
-1. lock the custody of the cases the batch touches (`services.runtime.custody`);
+1. lock the custody of the cases the batch touches (`services.custody`);
 2. refuse an event id delivered before (in an earlier batch or this one), and
    skip without a word a record delivered before (its batch came again because
    the offsets were not committed after the transaction was);
@@ -36,17 +36,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts import topics
 from contracts.audit import AuditEntry, record_json, trusted_entry
 from contracts.envelope import CONTENT_TYPE
+from services import custody
 from services.audit import append
 from services.router import minimise
 from services.router._verifier import Verdict, Verifier
 from services.router.rights import admit
 from services.router.routing import Admitted, CaseRouting, OutboxMessage
-from services.runtime import custody
-from services.runtime.bulk import insert_rows
-from services.runtime.kafka import Outgoing
-from services.runtime.logging import get_logger
-from services.runtime.store import write_transaction
-from services.runtime.tables import router_seen_events
+from services.runtime.kafka.clients import Outgoing
+from services.runtime.observability.logging import get_logger
+from services.runtime.store.bulk import insert_rows
+from services.runtime.store.chunks import chunks
+from services.runtime.store.engine import write_transaction
+from services.runtime.store.tables import router_seen_events
 
 log = get_logger("ketenbus.router")
 
@@ -259,8 +260,7 @@ async def _seen(connection: AsyncConnection, event_ids: list[UUID]) -> dict[UUID
     """Where each of these event ids was read when the router delivered it."""
     found: dict[UUID, Position] = {}
     t = router_seen_events.c
-    for start in range(0, len(event_ids), custody.CHUNK):
-        chunk = event_ids[start : start + custody.CHUNK]
+    for chunk in chunks(event_ids):
         query = select(t.event_id, t.topic, t.partition, t.offset).where(t.event_id.in_(chunk))
         for row in await connection.execute(query):
             found[row.event_id] = (row.topic, row.partition, row.offset)

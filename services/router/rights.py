@@ -1,6 +1,6 @@
 """Holder rights: whether an agency may do what an event says to the case, as the bus sees it.
 
-The case moves by the tracker's state machine (`services.tracker.state`), so
+The case moves by the handoff rules of the contract (`contracts.handoff`), so
 the router refuses exactly what the tracker would refuse, before it reaches
 the case log: only the holder requests a handoff or closes the case, only the
 named receiver answers it, a handoff is forced only by an agency on the
@@ -19,9 +19,9 @@ from contracts.events import (
     EscalationResolved,
     HandoffRequested,
 )
+from contracts.handoff import Applied, Refused, decide, escalation_agencies
 from contracts.registry import AgencyRegistry
-from services.runtime.custody import Custody, Ledger
-from services.tracker.state import Applied, Refused, decide, escalation_agencies
+from services.custody import Custody, Ledger
 
 
 def admit(

@@ -17,10 +17,10 @@ from contracts.screening import MAX_DEPTH, nesting_exceeds, redacted, screen
 from contracts.signing import SignatureRefused, verify_signature
 from services.router._claims import Claim, claim_of
 from services.router._verifier import UNCHECKED, VERIFIED, Verdict
-from services.runtime.headers import is_text
-from services.runtime.kafka import Outgoing
-from services.runtime.logging import get_logger
-from services.runtime.poison import ATTEMPTS_HEADER
+from services.runtime.consumer.headers import is_text
+from services.runtime.consumer.poison import ATTEMPTS_HEADER
+from services.runtime.kafka.clients import Outgoing
+from services.runtime.observability.logging import get_logger
 
 log = get_logger("ketenbus.router")
 

@@ -27,7 +27,7 @@ from contracts.events import (
     HandoffRejected,
     HandoffRequested,
 )
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 from services.simulation import payloads
 from services.simulation.outbox import Outboxes
 from services.simulation.plan import CasePlan, Story, Timing

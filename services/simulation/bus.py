@@ -18,11 +18,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from contracts.registry import AgencyRegistry
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.kafka import client_security, kafka_unreachable
-from services.runtime.settings import Settings
-from services.runtime.topics import bus_topics, ensure_topics
+from services.runtime.kafka.clients import client_security, kafka_unreachable
+from services.runtime.kafka.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.kafka.topics import bus_topics, ensure_topics
 from services.simulation.buslog import Offsets, end_offsets
 
 

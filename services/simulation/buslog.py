@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.envelope import CaseEvent
 from contracts.parse import EventRejected, parse_event
-from services.runtime.kafka import client_security
-from services.runtime.logging import get_logger
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.clients import client_security
+from services.runtime.observability.logging import get_logger
 
 log = get_logger("ketenbus.simulation")
 

@@ -14,23 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from contracts.envelope import CaseEvent, oin_of_source
-from contracts.events import (
-    CaseClosed,
-    CaseContextUpdated,
-    CaseOpened,
-    EscalationAcknowledged,
-    EscalationRaised,
-    EscalationRequested,
-    EscalationResolved,
-    HandoffAccepted,
-    HandoffExpired,
-    HandoffRejected,
-    HandoffRequested,
-)
+from contracts import events
+from contracts.envelope import CaseEvent
+from contracts.handoff import OPERATOR, emitter_of
 from contracts.registry import AgencyRegistry
 
-OPERATOR = "(operator)"
+_Answer = events.HandoffAccepted | events.HandoffRejected | events.HandoffExpired
+"""What ends a pending handoff."""
 
 TOLERANCE = timedelta(seconds=1)
 """How late (simulated time) the bus may act on a deadline and still be in time."""
@@ -68,40 +58,42 @@ class CaseHistory:
     requests: list[datetime] = field(default_factory=list)
     rejections: list[datetime] = field(default_factory=list)
     activity: list[datetime] = field(default_factory=list)
-    raises: list[EscalationRaised] = field(default_factory=list)
+    raises: list[events.EscalationRaised] = field(default_factory=list)
     answers: dict[UUID, list[datetime]] = field(default_factory=lambda: defaultdict(list))
 
     def apply(self, event: CaseEvent[Any], emitter: str | None) -> None:  # noqa: PLR0912
         """Follow one event in log order, the way the contract defines its effect."""
-        if isinstance(event, EscalationRaised):
+        if isinstance(event, events.EscalationRaised):
             return  # collected from both topics, deduplicated, in `histories`
-        if isinstance(event, EscalationAcknowledged | EscalationResolved):
+        if isinstance(event, events.EscalationAcknowledged | events.EscalationResolved):
             self.answers[event.data.escalation_id].append(event.time)
         if emitter is None or self.closed_at is not None:
             return
-        if isinstance(event, CaseOpened):
+        if isinstance(event, events.CaseOpened):
             if not self.opened and emitter != OPERATOR:
                 self.opened, self.holder, self.category = True, emitter, event.data.category
                 self.held_by.add(emitter)
                 self._flags(event.time, event.data.context.flags)
         elif not self.opened:
             return
-        elif isinstance(event, CaseContextUpdated):
+        elif isinstance(event, events.CaseContextUpdated):
             self._flags(event.time, event.data.context.flags)
-        elif isinstance(event, HandoffRequested):
+        elif isinstance(event, events.HandoffRequested):
             data = event.data
             if emitter == self.holder == data.from_agency and self.pending is None:
                 stall = Stall(data.handoff_id, data.from_agency, data.to_agency, data.deadline)
                 self.pending = stall
                 self.requested.append(stall)
-        elif isinstance(event, HandoffAccepted | HandoffRejected | HandoffExpired):
+        elif isinstance(
+            event, events.HandoffAccepted | events.HandoffRejected | events.HandoffExpired
+        ):
             self._answer(event, emitter)
-        elif isinstance(event, EscalationRequested):
+        elif isinstance(event, events.EscalationRequested):
             if emitter in self.held_by:
                 self.requests.append(event.time)
-        elif isinstance(event, EscalationResolved):
+        elif isinstance(event, events.EscalationResolved):
             self._force(event, emitter)
-        elif isinstance(event, CaseClosed) and emitter == self.holder:
+        elif isinstance(event, events.CaseClosed) and emitter == self.holder:
             self.closed_at = event.time
         if not event.name.startswith("escalation-"):
             self.activity.append(event.time)
@@ -111,12 +103,14 @@ class CaseHistory:
         self.flags.extend((time, flag.escalate_at_level) for flag in flags)
 
     def _answer(
-        self, event: HandoffAccepted | HandoffRejected | HandoffExpired, emitter: str
+        self,
+        event: events.HandoffAccepted | events.HandoffRejected | events.HandoffExpired,
+        emitter: str,
     ) -> None:
         data, pending = event.data, self.pending
         if pending is None or pending.handoff_id != data.handoff_id:
             return
-        if isinstance(event, HandoffExpired):
+        if isinstance(event, events.HandoffExpired):
             if emitter == OPERATOR:
                 self.pending = None
             return
@@ -124,13 +118,13 @@ class CaseHistory:
             return
         self.pending = None
         self.answered.setdefault(data.handoff_id, event.time)
-        if isinstance(event, HandoffAccepted):
+        if isinstance(event, events.HandoffAccepted):
             self.holder = pending.to_agency
             self.held_by.add(pending.to_agency)
         else:
             self.rejections.append(event.time)
 
-    def _force(self, event: EscalationResolved, emitter: str) -> None:
+    def _force(self, event: events.EscalationResolved, emitter: str) -> None:
         """A forced handoff moves the case, if an agency on the category's path decided it."""
         target = event.data.handoff_to
         if event.data.outcome != "handoff-forced" or target is None or target == OPERATOR:
@@ -160,16 +154,16 @@ class CaseHistory:
             and self.open_at(s.deadline)
         ]
 
-    def by_escalation(self) -> dict[UUID, list[EscalationRaised]]:
-        grouped: dict[UUID, list[EscalationRaised]] = defaultdict(list)
+    def by_escalation(self) -> dict[UUID, list[events.EscalationRaised]]:
+        grouped: dict[UUID, list[events.EscalationRaised]] = defaultdict(list)
         for raised in self.raises:
             grouped[raised.data.escalation_id].append(raised)
         return grouped
 
-    def first_raises(self) -> list[EscalationRaised]:
+    def first_raises(self) -> list[events.EscalationRaised]:
         return [raises[0] for raises in self.by_escalation().values()]
 
-    def first_raise_for(self, stall: Stall) -> EscalationRaised | None:
+    def first_raise_for(self, stall: Stall) -> events.EscalationRaised | None:
         pair = [stall.from_agency, stall.to_agency]
         return next(
             (
@@ -182,19 +176,8 @@ class CaseHistory:
             None,
         )
 
-    def answered_by(self, raised: EscalationRaised, deadline: datetime) -> bool:
+    def answered_by(self, raised: events.EscalationRaised, deadline: datetime) -> bool:
         return any(t <= deadline for t in self.answers.get(raised.data.escalation_id, []))
-
-
-def emitter_of(registry: AgencyRegistry, source: str) -> str | None:
-    try:
-        oin = oin_of_source(source)
-    except ValueError:
-        return None
-    if oin == registry.operator.oin:
-        return OPERATOR
-    agency = registry.agency_by_oin(oin)
-    return agency.code if agency is not None else None
 
 
 def histories(
@@ -221,10 +204,10 @@ def histories(
     for event in case_log:
         if event.id not in seen:
             seen.add(event.id)
-            case(event.subject).apply(event, emitter_of(registry, event.source))
-    raised: dict[UUID, EscalationRaised] = {}
+            case(event.subject).apply(event, emitter_of(event.source, registry))
+    raised: dict[UUID, events.EscalationRaised] = {}
     for event in [*case_log, *alerts]:
-        if isinstance(event, EscalationRaised):
+        if isinstance(event, events.EscalationRaised):
             raised.setdefault(event.id, event)
     for event in sorted(raised.values(), key=lambda e: e.time):
         case(event.subject).raises.append(event)

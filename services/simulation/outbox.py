@@ -21,7 +21,7 @@ from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.envelope import CaseEvent, source_urn
 from contracts.registry import AgencyRegistry
-from services.runtime.clock import Clock
+from services.runtime.process.clock import Clock
 
 SYSTEM = "ketenbus-simulatie"
 """The system name in the simulated agencies' `source` URNs."""

@@ -26,11 +26,11 @@ from contracts.registry import AgencyRegistry
 from services.escalation import EscalationService
 from services.router.app import create_router
 from services.router.routing import CaseRouting
-from services.runtime.clock import ScaledClock
-from services.runtime.kafka import client_security
-from services.runtime.logging import get_logger
-from services.runtime.registry_file import load_registry, with_signing_keys
-from services.runtime.settings import Settings
+from services.runtime.config.registry import load_registry, with_signing_keys
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.clients import client_security
+from services.runtime.observability.logging import get_logger
+from services.runtime.process.clock import ScaledClock
 from services.simulation.agencies import Agencies
 from services.simulation.bus import Bus, position_groups, run_bus, wait_until_assigned
 from services.simulation.outbox import Outboxes
@@ -149,7 +149,7 @@ async def _run(
     async with AsyncExitStack() as stack:
         brokers = [
             # The router shares the escalation service's store: both take the cases'
-            # custody lock there (services.runtime.custody).
+            # custody lock there (services.custody).
             create_router(
                 settings,
                 registry,

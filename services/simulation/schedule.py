@@ -14,8 +14,8 @@ import itertools
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from services.runtime.clock import Clock
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
+from services.runtime.process.clock import Clock
 
 log = get_logger("ketenbus.simulation")
 

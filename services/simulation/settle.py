@@ -17,14 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import topics
 from contracts.registry import AgencyRegistry
+from services.casefile.signals import policy_signals
 from services.router.routing import CaseRouting
-from services.runtime.clock import Clock
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
+from services.runtime.process.clock import Clock
 from services.simulation.bus import Bus
 from services.simulation.buslog import read_topics
 from services.simulation.store import holders, timeline_rows
 from services.simulation.verdict import Cause, Verdict, judge
-from services.tracker.signals import policy_signals
 
 log = get_logger("ketenbus.simulation")
 

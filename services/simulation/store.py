@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.errors import UserError
-from services.runtime.store import make_engine, migrate
-from services.runtime.tables import case_timeline, cases
+from services.runtime.store.engine import make_engine, migrate
+from services.runtime.store.tables import case_timeline, cases
 
 
 @dataclass(frozen=True)

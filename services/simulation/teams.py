@@ -22,7 +22,7 @@ from contracts.events import (
     EscalationResolved,
 )
 from contracts.registry import AgencyRegistry
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 from services.simulation.agencies import Agencies, Progress
 from services.simulation.plan import TRIGGERS, Response, Story, Timing
 from services.simulation.schedule import Action, Scheduler

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from contracts import topics
 from contracts.events import EscalationRaised
 from contracts.parse import EventRejected, parse_event
-from services.runtime.logging import get_logger
+from services.runtime.observability.logging import get_logger
 from services.simulation.agencies import Agencies
 from services.simulation.schedule import Scheduler
 from services.simulation.teams import Teams

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.runtime.registry_file import load_registry
-from services.runtime.service import run_service, service_main
-from services.runtime.settings import Settings
-from services.runtime.store import migrated_engine
+from services.runtime.config.registry import load_registry
+from services.runtime.config.settings import Settings
+from services.runtime.process.service import run_service, service_main
+from services.runtime.store.engine import migrated_engine
 from services.tracker.app import create_tracker
 
 

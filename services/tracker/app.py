@@ -6,7 +6,7 @@ batch's transaction is committed; if the handler raises, the consumer seeks
 back to the batch's first records and the batch comes again. The ledger skips
 the event ids it already recorded, so a replay changes nothing twice. A batch
 that keeps failing for a reason other than an outage has its poison message
-set aside to the dead-letter topic (`services.runtime.poison`).
+set aside to the dead-letter topic (`services.runtime.consumer.poison`).
 """
 
 from __future__ import annotations
@@ -17,37 +17,32 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import CaseEvent
-from contracts.parse import EventRejected, parse_event, read_json
+from contracts.handoff import Refused
+from contracts.parse import EventRejected
 from contracts.registry import AgencyRegistry
-from contracts.screening import screen
 from contracts.topics import CASES
-from services.runtime.backoff import Backoff
-from services.runtime.catch_up import CatchUp
-from services.runtime.headers import lenient_batch
-from services.runtime.kafka import consumer_options, make_broker
-from services.runtime.logging import get_logger
-from services.runtime.poison import (
+from services.runtime.config.settings import Settings
+from services.runtime.consumer.backoff import Backoff
+from services.runtime.consumer.case_log import case_event_of
+from services.runtime.consumer.catch_up import CatchUp
+from services.runtime.consumer.poison import (
     DeadLetter,
     PoisonGuard,
     dead_letter_headers,
     dead_letter_with,
 )
-from services.runtime.settings import Settings
+from services.runtime.consumer.subscriber import batch_subscriber
+from services.runtime.kafka.clients import make_broker
+from services.runtime.observability.logging import get_logger
 from services.tracker.ledger import BatchResult, apply_batch
-from services.tracker.state import Refused
 
 MAX_RECORDS = 2000
 """Records per batch: large enough to amortise a transaction, small enough to replay."""
 
 log = get_logger("ketenbus.tracker")
-
-
-async def _records_only(_: Any) -> None:
-    """Skip FastStream's body decoding: the handler parses the raw records itself."""
 
 
 class CaseRecorder:
@@ -72,9 +67,8 @@ class CaseRecorder:
         unreadable: list[tuple[Any, EventRejected]] = []
         for record in records:
             try:
-                events.append(_parse(record))
+                events.append(case_event_of(record))
             except EventRejected as exc:
-                _log_unreadable(record, exc)
                 unreadable.append((record, exc))
         result = await apply_batch(self.engine, self.registry, events)
         _log_result(result)
@@ -85,29 +79,6 @@ class CaseRecorder:
                     record, dead_letter_headers(record, "tracker", rejected.code, reason)
                 )
         return result
-
-
-def _parse(record: Any) -> CaseEvent[Any]:
-    raw = record.value or b""
-    event = parse_event(raw)
-    if b"\\u0000" in raw and (finding := screen(read_json(raw))) is not None:
-        # A NUL would fail the store's transaction over and over (PostgreSQL
-        # text cannot hold one); the router refuses it, a foreign writer may not.
-        raise EventRejected(*finding)
-    return event
-
-
-def _log_unreadable(record: Any, exc: EventRejected) -> None:
-    # The router validated everything it wrote here; a record that does not
-    # parse is a bug or a foreign writer.
-    log.error(
-        "unreadable record on the case log skipped",
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        reason_code=exc.code,
-        field=exc.field,
-    )
 
 
 def _position(record: Any) -> str:
@@ -169,17 +140,7 @@ def create_tracker(
     guard = PoisonGuard("tracker", settings.max_attempts, dead_letter, Backoff())
     catch_up = CatchUp(MAX_RECORDS)
 
-    @broker.subscriber(
-        CASES,
-        batch=True,
-        max_records=MAX_RECORDS,
-        group_id=group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_records_only,
-        # Header values as written: one that is not UTF-8 must not drop the whole batch.
-        parser=lenient_batch,
-        **consumer_options(settings),
-    )
+    @batch_subscriber(broker, CASES, group_id=group_id, max_records=MAX_RECORDS, settings=settings)
     async def on_cases(msg: KafkaMessage) -> None:
         await catch_up.run(msg, lambda records: guard.run(records, recorder.record, msg.consumer))
 

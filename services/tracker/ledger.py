@@ -10,15 +10,15 @@ Throughput: a batch costs a fixed number of statements whatever its size: load
 the cases it touches, find the ids already seen, insert the timeline rows,
 insert the new cases, update the changed ones. On PostgreSQL they take arrays,
 COPY and asyncpg's executemany (`ledger_pg`); elsewhere (SQLite) SQLAlchemy
-Core statements, with the ids in chunks of `CHUNK`.
+Core statements, with the ids in chunks (`runtime.store.chunks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Row, bindparam, insert, select, update
@@ -26,28 +26,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import CaseEvent
 from contracts.events import EscalationAcknowledged, EscalationResolved
-from contracts.registry import AgencyRegistry
-from services.runtime.store import write_transaction
-from services.runtime.tables import case_timeline, cases
-from services.tracker import ledger_pg
-from services.tracker.ledger_pg import CASE_COLUMNS, TIMELINE_COLUMNS
-from services.tracker.state import (
+from contracts.handoff import (
     Applied,
     CaseState,
     Decision,
-    PendingHandoff,
     Refused,
     actor_of,
     decide,
     emitter_of,
     escalation_agencies,
 )
-from services.tracker.timeline import facts_of
-
-CHUNK = 1000
-"""Ids per IN (...) list: far below SQLite's and asyncpg's bound-parameter limits."""
-
-T = TypeVar("T")
+from contracts.registry import AgencyRegistry
+from services.casefile.timeline import facts_of
+from services.custody.state_rows import state_of, state_values
+from services.runtime.store.chunks import chunks
+from services.runtime.store.engine import write_transaction
+from services.runtime.store.tables import case_timeline, cases
+from services.tracker import ledger_pg
+from services.tracker.ledger_pg import CASE_COLUMNS, TIMELINE_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,20 +154,9 @@ def _first_of_each_id(
     return fresh, duplicates
 
 
-def _chunks(items: Iterable[T]) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 async def _load_cases(connection: AsyncConnection, case_ids: set[UUID]) -> list[Row[Any]]:
     found: list[Row[Any]] = []
-    for chunk in _chunks(sorted(case_ids)):
+    for chunk in chunks(sorted(case_ids)):
         # In key order, so two writers lock rows in the same order (no deadlock).
         query = (
             select(cases)
@@ -185,7 +170,7 @@ async def _load_cases(connection: AsyncConnection, case_ids: set[UUID]) -> list[
 
 async def _seen_ids(connection: AsyncConnection, event_ids: list[UUID]) -> set[UUID]:
     seen: set[UUID] = set()
-    for chunk in _chunks(event_ids):
+    for chunk in chunks(event_ids):
         query = select(case_timeline.c.event_id).where(case_timeline.c.event_id.in_(chunk))
         seen.update(await connection.scalars(query))
     return seen
@@ -241,40 +226,3 @@ def timeline_row(recorded: Recorded) -> tuple[Any, ...]:
 def case_row(state: CaseState, now: datetime) -> tuple[Any, ...]:
     """The `cases` row of `state`, written at `now`, in `CASE_COLUMNS` order."""
     return (*state_values(state), now)
-
-
-def state_values(state: CaseState) -> tuple[Any, ...]:
-    """The values of `state`, in `STATE_COLUMNS` order."""
-    pending = state.pending
-    return (
-        state.case_id,
-        state.category,
-        state.holder,
-        state.status,
-        pending.handoff_id if pending else None,
-        pending.from_agency if pending else None,
-        pending.to_agency if pending else None,
-        pending.deadline if pending else None,
-        state.bounce_count,
-        state.opened_at,
-        state.last_event_at,
-    )
-
-
-def state_of(row: Row[Any]) -> CaseState:
-    """The state machine's view of a `cases` row."""
-    pending = None
-    if row.pending_handoff_id is not None:
-        pending = PendingHandoff(
-            row.pending_handoff_id, row.pending_from, row.pending_to, row.pending_deadline
-        )
-    return CaseState(
-        case_id=row.case_id,
-        category=row.category,
-        holder=row.holder,
-        status=row.status,
-        opened_at=row.opened_at,
-        last_event_at=row.last_event_at,
-        pending=pending,
-        bounce_count=row.bounce_count,
-    )

@@ -28,7 +28,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.tables import case_timeline, cases
+from services.custody.state_rows import STATE_COLUMNS
+from services.runtime.store.tables import case_timeline, cases
 
 _SEEN = text(
     "SELECT t.event_id FROM case_timeline AS t"
@@ -54,22 +55,6 @@ TIMELINE_COLUMNS = (
     "agency_pair",
 )
 """The timeline columns the tracker writes (`id` numbers itself), in `timeline_row` order."""
-
-STATE_COLUMNS = (
-    "case_id",
-    "category",
-    "holder",
-    "status",
-    "pending_handoff_id",
-    "pending_from",
-    "pending_to",
-    "pending_deadline",
-    "bounce_count",
-    "opened_at",
-    "last_event_at",
-)
-"""The state machine's columns, in `state_values` order; the case id first (the key), and
-the same in `cases` and in the router's `case_custody`."""
 
 CASE_COLUMNS = (*STATE_COLUMNS, "updated_at")
 """The `cases` columns, in `case_row` order."""

@@ -15,7 +15,7 @@ from contracts.envelope import CaseEvent, source_urn
 from contracts.events import CaseOpened, CaseOpening, EscalationRequest, EscalationRequested
 from contracts.registry import AgencyRegistry
 from contracts.topics import outbox
-from tests.kafka_helpers import produce, raw_event
+from tests._testutil import produce, raw_event
 
 HOLDER = "gm0363"
 """The agency that opens the tests' cases; level 1 of their path is one of its teams."""

@@ -24,7 +24,7 @@ import yaml
 from contracts.events import TeamRef
 from contracts.registry import AgencyRegistry
 from services.console.users import hash_password
-from services.runtime.embedded import free_port
+from services.runtime.kafka.embedded import free_port
 
 KETENBUS = [sys.executable, "-c", "from services.cli import main; main()"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from playwright.async_api import Page, expect
 
 from contracts.topics import DLQ
+from tests._testutil import keyed, read_until
 from tests.browser.agencies import Agencies
 from tests.browser.bus import OPERATOR
 from tests.browser.console import log_in, visit
-from tests.kafka_helpers import keyed, read_until
 
 
 async def test_an_operator_replays_a_dead_letter_after_confirming_and_sees_the_result(

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from contracts import RegistryInvalid
-from services.runtime.registry_file import load_registry
+from services.runtime.config.registry import load_registry
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "agencies.yaml"
 

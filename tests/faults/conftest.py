@@ -11,25 +11,20 @@ directory, and listed in the terminal summary, so a `-q` run shows them too.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from tests.faults.harness import fresh_database, postgres_problem
+from tests._testutil import require_postgres
+from tests.faults.harness import POSTGRES_ADMIN_URL, fresh_database
 
 RESULTS = pytest.StashKey[list[dict[str, Any]]]()
 
 
 @pytest.fixture(scope="session")
 async def postgres_available() -> None:
-    problem = await postgres_problem()
-    if problem is None:
-        return
-    if os.environ.get("KETENBUS_REQUIRE_POSTGRES") == "1":
-        pytest.fail(problem)
-    pytest.skip(problem)
+    await require_postgres(POSTGRES_ADMIN_URL)
 
 
 @pytest.fixture

@@ -45,16 +45,16 @@ from contracts.events import (
 )
 from contracts.registry import AgencyRegistry
 from services.audit import ChainReport, verify
-from services.runtime.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
-from services.runtime.store import make_engine, migrate
-from services.runtime.tables import (
+from services.runtime.kafka.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
+from services.runtime.kafka.topics import bus_topics, ensure_topics
+from services.runtime.store.engine import make_engine, migrate
+from services.runtime.store.tables import (
     audit_records,
     case_timeline,
     cases,
     escalation_seen_events,
     router_seen_events,
 )
-from services.runtime.topics import bus_topics, ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,19 +82,6 @@ def scaled(seconds: float) -> float:
 
 
 # --- PostgreSQL -------------------------------------------------------------------------
-
-
-async def postgres_problem() -> str | None:
-    """None when PostgreSQL answers at POSTGRES_ADMIN_URL, else why not."""
-    probe = create_async_engine(POSTGRES_ADMIN_URL, connect_args={"timeout": 5})
-    try:
-        async with probe.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no PostgreSQL"
-        return f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {type(exc).__name__}: {exc}"
-    finally:
-        await probe.dispose()
-    return None
 
 
 @contextlib.asynccontextmanager

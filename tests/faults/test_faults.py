@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
-from services.runtime.tables import case_timeline, escalation_seen_events, router_seen_events
+from services.runtime.store.tables import case_timeline, escalation_seen_events, router_seen_events
 from tests.faults.harness import (
     HOLDER,
     RECEIVER,

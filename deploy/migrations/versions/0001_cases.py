@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-01-01
 
-Written out rather than generated from `services.runtime.tables`, so the history
+Written out rather than generated from `services.runtime.store.tables`, so the history
 stays what it was when the tables change; tests compare the two.
 """
 

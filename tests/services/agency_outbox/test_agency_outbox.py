@@ -22,7 +22,7 @@ from contracts.registry import AgencyRegistry
 from contracts.signing import verify_signature
 from contracts.topics import outbox
 from services.agency_outbox import OutboxRelay, add_event, outbox_events
-from tests.kafka_helpers import event_id, keyed, read_to_end
+from tests._testutil import event_id, keyed, read_to_end
 from tests.services.agency_outbox.conftest import EngineMaker, files
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.audit import GENESIS_HASH, AuditRecord, check_chain
 from services.audit import append, trace, verify
-from services.runtime.store import migrate, write_transaction
-from services.runtime.tables import audit_chain_head, audit_records
+from services.runtime.store.engine import migrate, write_transaction
+from services.runtime.store.tables import audit_chain_head, audit_records
 from tests.services.audit.entries import entries, entry
 
 EngineMaker = Callable[[], AsyncEngine]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from contracts.registry import AgencyRegistry, RegistryInvalid
 from services.cli import acl_cmd
-from services.runtime.acl import as_script, kafka_acls
+from services.runtime.kafka.acl import as_script, kafka_acls
 
 REPO = Path(__file__).resolve().parents[3]
 REGISTRY = REPO / "deploy" / "agencies.yaml"

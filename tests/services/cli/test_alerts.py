@@ -17,8 +17,8 @@ import pytest
 
 from contracts import topics
 from contracts.parse import parse_event
-from services.runtime.embedded import free_port
-from tests.kafka_helpers import keyed, read_until
+from services.runtime.kafka.embedded import free_port
+from tests._testutil import keyed, read_until
 from tests.services.console.conftest import (  # noqa: F401 - fixtures used by name
     CREDENTIALS,
     TEAM,

@@ -6,7 +6,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pytest
 import typer
@@ -18,20 +17,13 @@ from contracts.registry import AgencyRegistry
 from services.audit import append
 from services.cli import audit_cmd, trace_cmd
 from services.runtime.errors import UserError
-from services.runtime.store import make_engine, migrate, write_transaction
-from services.runtime.tables import audit_records
+from services.runtime.store.engine import make_engine, migrate, write_transaction
+from services.runtime.store.tables import audit_records
 from services.tracker.ledger import apply_batch
+from tests._testutil import EventFactory
 from tests.services.audit.entries import entry
-from tests.services.tracker.factory import EventFactory
 
 Append = Callable[[Sequence[AuditEntry]], list[AuditRecord]]
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("KETENBUS_DATABASE_URL", url)
-    return url
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.embedded import free_port
+from services.cli import _running_bus as running_bus
+from services.cli._running_bus import RunningBus
+from services.runtime.kafka.embedded import free_port
 
 KETENBUS = [sys.executable, "-c", "from services.cli import main; main()"]
 VERBS = [
@@ -98,6 +101,44 @@ def test_emitting_as_an_unknown_agency_is_refused() -> None:
     line = _one_line_failure(run("emit", "--as", "nobody", "-", stdin="{}"))
 
     assert "'nobody' is not in the registry" in line
+
+
+def test_emitting_is_judged_by_the_registry_the_running_bus_runs_on(tmp_path: Path) -> None:
+    bus_registry = Path(__file__).resolve().parents[3] / "deploy" / "agencies.yaml"
+    port = free_port()
+    running_bus.announce(
+        tmp_path, RunningBus(f"127.0.0.1:{port}", bus_registry, demo=True, pid=os.getpid())
+    )
+    env = {
+        "KETENBUS_DATA_DIR": str(tmp_path),
+        "KETENBUS_BROKER_PORT": str(port),
+        # Read, this would fail start-up: the bus's own registry is what counts.
+        "KETENBUS_REGISTRY": str(tmp_path / "missing.yaml"),
+    }
+
+    line = _one_line_failure(run("emit", "--as", "nobody", "-", env=env, stdin="{}"))
+
+    assert f"the registry the bus on 127.0.0.1:{port} runs on ({bus_registry})" in line
+
+
+def test_a_bus_file_left_by_a_killed_bus_is_ignored(tmp_path: Path) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    port = free_port()
+    running_bus.announce(
+        tmp_path,
+        RunningBus(f"127.0.0.1:{port}", tmp_path / "x.yaml", demo=True, pid=int(gone.stdout)),
+    )
+    env = {"KETENBUS_DATA_DIR": str(tmp_path), "KETENBUS_BROKER_PORT": str(port)}
+
+    line = _one_line_failure(run("emit", "--as", "nobody", "-", env=env, stdin="{}"))
+
+    assert "'nobody' is not in the registry (" in line
+    assert "KETENBUS_REGISTRY" in line
 
 
 def test_emitting_an_invalid_event_names_the_field(tmp_path: Path) -> None:

@@ -30,14 +30,14 @@ from services.dead_letters import REPLAY_OF, NeedsConfirmation, NotReplayable
 from services.escalation.messages import Origin, refusal_messages
 from services.router.app import create_router
 from services.router.routing import CaseRouting
-from services.runtime.embedded import free_port
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.kafka import Outgoing
-from services.runtime.settings import Settings
-from services.runtime.store import make_engine, migrate
-from tests.kafka_helpers import headers_of, keyed, read_until, start_group_at_end
+from services.runtime.kafka.clients import Outgoing
+from services.runtime.kafka.embedded import EmbeddedBroker, free_port
+from services.runtime.kafka.topics import ensure_topics
+from services.runtime.store.engine import make_engine, migrate
+from tests._testutil import EventFactory, headers_of, keyed, read_until, start_group_at_end
 from tests.services.router.events import BSN, CITIZEN, full_context, outbox_message, with_context
-from tests.services.tracker.factory import EventFactory
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 
@@ -80,16 +80,6 @@ def logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """What the verbs log (the operator's audit), kept out of their output."""
     with capture_logs() as captured:
         yield captured
-
-
-@pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    started = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 async def _write(
@@ -456,7 +446,26 @@ async def test_replay_all_of_a_reason_nobody_has_fails_in_one_line(kafka: str) -
     result = await _dlq(kafka, "replay", "--all-of", code)
 
     assert 1 == result.exit_code
-    assert f"no dead letters with reason {code}" == str(result.exception)
+    assert str(result.exception).startswith(f"{code!r} is no reason code; the codes are: ")
+
+
+async def test_listing_by_a_reason_code_no_refusal_gives_names_the_codes(kafka: str) -> None:
+    result = await _dlq(kafka, "list", "--reason", "nosuch")
+
+    assert 1 == result.exit_code
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception).startswith("'nosuch' is no reason code; the codes are: ")
+    assert "malformed-json" in str(result.exception)
+
+
+async def test_listing_by_a_known_reason_code_nobody_has_says_so() -> None:
+    # A broker with no dead letters at all: every known code has none.
+    with EmbeddedBroker(free_port()) as broker:
+        await ensure_topics(broker.bootstrap, [topics.DLQ], partitions=1)
+        result = await _dlq(broker.bootstrap, "list", "--reason", "wrong-key")
+
+    assert 0 == result.exit_code, result.output
+    assert "no dead letters with reason wrong-key\n" == result.output
 
 
 async def test_show_of_an_id_not_on_the_topic_fails_in_one_line(kafka: str) -> None:

@@ -17,12 +17,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from typer.testing import CliRunner, Result
 
 from services.cli import lag_cmd
-from services.runtime import lag
-from services.runtime.embedded import free_port
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.lag import GroupLag, PartitionLag, group_lags
-from services.runtime.settings import Settings
-from services.runtime.topics import ensure_topics
+from services.runtime.kafka import lag
+from services.runtime.kafka.embedded import free_port
+from services.runtime.kafka.lag import GroupLag, PartitionLag, group_lags
+from services.runtime.kafka.topics import ensure_topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 

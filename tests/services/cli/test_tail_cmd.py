@@ -23,12 +23,11 @@ from contracts.envelope import CaseEvent
 from contracts.registry import AgencyRegistry
 from contracts.sealing import seal_personal
 from services.cli import tail_cmd
-from services.runtime.embedded import free_port
-from services.runtime.tail import as_json, describe, render
-from services.runtime.topics import ensure_topics
-from tests.kafka_helpers import produce
+from services.runtime.kafka.embedded import free_port
+from services.runtime.kafka.topics import ensure_topics
+from services.runtime.text.tail import as_json, describe, render
+from tests._testutil import PERSONAL_NAME, EventFactory, produce
 from tests.services.router.events import BSN, CITIZEN, full_context, with_context
-from tests.services.tracker.factory import PERSONAL_NAME, EventFactory
 
 REPO = Path(__file__).resolve().parents[3]
 AT_MS = int(datetime(2026, 3, 2, 9, 30, 15, 250000, tzinfo=UTC).timestamp() * 1000)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.runtime.embedded import free_port
+from services.runtime.kafka.embedded import free_port
 
 pytestmark = pytest.mark.broker
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.settings import Settings
-from services.runtime.supervisor import _print_banner
+from services.cli.supervisor import _print_banner
+from services.runtime.config.settings import Settings
 
 # What a local client can do on the embedded broker: the list, in the banner's words.
 EXPOSED = (

@@ -30,8 +30,8 @@ from starlette.applications import Starlette
 from services.console.app import create_console
 from services.console.state import Console
 from services.console.users import hash_password, token_sha256
-from services.runtime.settings import Settings
-from services.runtime.store import migrate
+from services.runtime.config.settings import Settings
+from services.runtime.store.engine import migrate
 
 BASE_URL = "http://127.0.0.1"
 TEAM = "belastingdienst/inning-teamleiding"

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from services.console.access import require_operator
 from services.console.app import SESSION_COOKIE, create_console
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
 from tests.services.console.conftest import CREDENTIALS, TEAM, ConsoleHarness, console_settings
 
 pytestmark = pytest.mark.broker

@@ -8,8 +8,8 @@ import pytest
 
 from contracts import topics
 from services.console.app import create_console
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.settings import Settings
 from tests.services.console.conftest import ConsoleHarness, console_settings
 
 pytestmark = pytest.mark.broker

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -21,8 +21,8 @@ from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
 from services.dead_letters import REPLAY_OF
-from services.runtime.kafka import Outgoing
-from tests.kafka_helpers import headers_of, read_until
+from services.runtime.kafka.clients import Outgoing
+from tests._testutil import headers_of, read_until
 from tests.services.cli.test_dlq_cmd import Letters
 from tests.services.console.conftest import ConsoleHarness
 from tests.services.router.events import BSN, CITIZEN
@@ -37,16 +37,6 @@ def logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """What the console logs: the dead letters' audit among it."""
     with capture_logs() as captured:
         yield captured
-
-
-@pytest.fixture
-async def producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
-    started = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 @pytest.fixture

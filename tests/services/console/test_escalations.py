@@ -31,10 +31,10 @@ from contracts.envelope import source_urn
 from contracts.events import CaseOpened, CaseOpening
 from contracts.parse import parse_event
 from services.escalation import EscalationService
-from services.runtime.embedded import free_port
-from services.runtime.settings import Settings
-from services.runtime.tables import escalation_cases, escalations
-from tests.kafka_helpers import keyed, read_until
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.embedded import free_port
+from services.runtime.store.tables import escalation_cases, escalations
+from tests._testutil import keyed, read_until
 from tests.services.console.conftest import CREDENTIALS, TEAM, ConsoleHarness
 
 pytestmark = pytest.mark.broker

@@ -31,14 +31,14 @@ from starlette.routing import Route
 from contracts.registry import AgencyRegistry
 from services.console._bus_gauges import BusGauges
 from services.console.metrics import _Scrape, metrics_url, scrape
-from services.runtime.embedded import free_port
-from services.runtime.http import http_server
-from services.runtime.settings import Settings
-from services.runtime.store import migrated_engine
-from services.runtime.tables import escalations
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.embedded import free_port
+from services.runtime.process.http import http_server
+from services.runtime.store.engine import migrated_engine
+from services.runtime.store.tables import escalations
 from services.tracker.ledger import apply_batch
+from tests._testutil import EventFactory
 from tests.services.console.conftest import ConsoleHarness
-from tests.services.tracker.factory import EventFactory
 
 
 @pytest.fixture

@@ -27,14 +27,14 @@ from contracts.registry import AgencyRegistry
 from services.console._snapshot import OverviewSource
 from services.console.app import SESSION_COOKIE
 from services.console.live import NoSnapshot, OverviewSampler
-from services.runtime.embedded import free_port
-from services.runtime.lag import bus_groups
-from services.runtime.settings import Settings
-from services.runtime.tables import escalations
-from services.runtime.topics import bus_topics
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.embedded import free_port
+from services.runtime.kafka.lag import bus_groups
+from services.runtime.kafka.topics import bus_topics
+from services.runtime.store.tables import escalations
 from services.tracker.ledger import apply_batch
+from tests._testutil import EventFactory
 from tests.services.console.conftest import ConsoleHarness
-from tests.services.tracker.factory import EventFactory
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(90)]
 

@@ -13,8 +13,8 @@ from contracts.events import EscalationTrigger
 from contracts.registry import AgencyRegistry
 from services.console._chart import bar_chart
 from services.tracker.ledger import apply_batch
+from tests._testutil import EventFactory
 from tests.services.console.conftest import ConsoleHarness
-from tests.services.tracker.factory import EventFactory
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 

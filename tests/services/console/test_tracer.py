@@ -16,11 +16,11 @@ import pytest
 from contracts.envelope import CaseEvent
 from contracts.registry import AgencyRegistry
 from services.audit import append
-from services.runtime.store import write_transaction
+from services.runtime.store.engine import write_transaction
 from services.tracker.ledger import apply_batch
+from tests._testutil import PERSONAL_NAME, EventFactory
 from tests.services.audit.entries import entry
 from tests.services.console.conftest import ConsoleHarness
-from tests.services.tracker.factory import PERSONAL_NAME, EventFactory
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 

@@ -9,7 +9,7 @@ import yaml
 
 from contracts.events import TeamRef
 from contracts.registry import AgencyRegistry
-from services.console.access import Principal
+from services.console.principal import Principal
 from services.console.users import Users, hash_password, load_users, token_sha256
 from services.runtime.errors import UserError
 from tests.services.console.conftest import CREDENTIALS, TEAM

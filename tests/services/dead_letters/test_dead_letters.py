@@ -36,9 +36,9 @@ from services.dead_letters import (
 )
 from services.router.routing import CaseRouting
 from services.runtime.errors import UserError
-from services.runtime.kafka import Outgoing
+from services.runtime.kafka.clients import Outgoing
+from tests._testutil import EventFactory
 from tests.services.router.events import BSN, CITIZEN, full_context, outbox_message, with_context
-from tests.services.tracker.factory import EventFactory
 
 T0 = int(datetime(2026, 11, 29, 9, 0, tzinfo=UTC).timestamp() * 1000)
 

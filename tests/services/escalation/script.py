@@ -2,7 +2,7 @@
 
 The escalation service reads only `ketenbus.cases`, so the tests produce their
 input there directly (key = case id, the value a valid event from a registry
-source), with the times of the service's own clock.
+source, made by the shared `EventFactory`), with the times of the service's own clock.
 """
 
 from __future__ import annotations
@@ -12,40 +12,31 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from contracts import topics
 from contracts.case import CaseContext, CaseFlag, EscalationLevel, EscalationPath
-from contracts.envelope import CaseEvent, oin_of_source, source_urn
+from contracts.envelope import CaseEvent, oin_of_source
 from contracts.events import (
-    CaseClosed,
-    CaseClosure,
     CaseContextUpdated,
     CaseOpened,
-    CaseOpening,
-    ContextUpdate,
     EscalationAcknowledged,
-    EscalationAcknowledgement,
     EscalationRaised,
-    EscalationRequest,
     EscalationRequested,
-    EscalationResolution,
-    EscalationResolved,
-    HandoffAcceptance,
     HandoffAccepted,
     HandoffRejected,
-    HandoffRejection,
-    HandoffRequest,
     HandoffRequested,
     TeamRef,
 )
 from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
-from services.runtime.clock import Clock
-from tests.kafka_helpers import keyed, read_until
+from services.runtime.process.clock import Clock
+from tests._testutil import EventFactory, keyed, read_until
+
+E = TypeVar("E", bound=CaseEvent[Any])
 
 
 async def read_all(
@@ -92,29 +83,32 @@ def quick_path(within: timedelta) -> EscalationPath:
 
 @dataclass
 class Bus:
-    """The case log's writer side and the readers of the service's output."""
+    """The case log's writer side and the readers of the service's output.
+
+    Its events come from the shared `EventFactory` at the time of the service's own
+    clock, each case's numbered 1, 2, 3, ...
+    """
 
     bootstrap: str
     registry: AgencyRegistry
     clock: Clock
     producer: AIOKafkaProducer
-    sequence: dict[UUID, int] = field(default_factory=dict)
+    make: EventFactory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.make = EventFactory(self.registry, numbered=True)
 
     def case(self) -> Case:
         return Case(self, uuid.uuid4())
 
-    async def send(self, by: str, cls: type[CaseEvent[Any]], case_id: UUID, data: Any) -> Any:
-        agency = self.registry.agency(by)
-        assert agency is not None, by
-        self.sequence[case_id] = self.sequence.get(case_id, 0) + 1
-        event = cls.new(
-            source=source_urn(agency.oin, "zaaksysteem"),
-            case_id=case_id,
-            data=data,
-            sequence=self.sequence[case_id],
-            time=self.clock.now(),
+    def make_now(self) -> EventFactory:
+        """The factory, its next event at the clock's now."""
+        return self.make.at(self.clock.now())
+
+    async def send(self, event: E) -> E:
+        await self.producer.send_and_wait(
+            topics.CASES, event.to_json(), key=str(event.subject).encode()
         )
-        await self.producer.send_and_wait(topics.CASES, event.to_json(), key=str(case_id).encode())
         return event
 
     async def records(
@@ -171,88 +165,63 @@ class Case:
         flags: list[CaseFlag] | None = None,
         path: EscalationPath | None = None,
     ) -> CaseOpened:
-        data = CaseOpening(
-            category=category,
-            summary="Schuldhulptraject",
-            context=CaseContext(flags=flags or []),
-            escalation_path=path,
-        )
-        event: CaseOpened = await self.bus.send(by, CaseOpened, self.case_id, data)
-        return event
+        event = self.bus.make_now().opened(self.case_id, by, category, flags=flags, path=path)
+        return await self.bus.send(event)
 
     async def update(self, by: str, flags: list[CaseFlag]) -> CaseContextUpdated:
-        data = ContextUpdate(context=CaseContext(flags=flags))
-        event: CaseContextUpdated = await self.bus.send(by, CaseContextUpdated, self.case_id, data)
-        return event
+        context = CaseContext(flags=flags)
+        return await self.bus.send(
+            self.bus.make_now().context_updated(self.case_id, by, context=context)
+        )
 
     async def request(self, frm: str, to: str, *, within: timedelta) -> HandoffRequested:
-        data = HandoffRequest(
-            handoff_id=uuid.uuid4(),
-            from_agency=frm,
-            to_agency=to,
-            reason="Schuldhulp",
-            deadline=self.bus.clock.now() + within,
+        now = self.bus.clock.now()
+        event = self.bus.make.at(now).requested(
+            self.case_id, uuid.uuid4(), frm, to, deadline=now + within
         )
-        event: HandoffRequested = await self.bus.send(frm, HandoffRequested, self.case_id, data)
-        return event
+        return await self.bus.send(event)
 
     async def accept(self, request: HandoffRequested) -> HandoffAccepted:
-        data = HandoffAcceptance(
-            handoff_id=request.data.handoff_id,
-            from_agency=request.data.from_agency,
-            to_agency=request.data.to_agency,
+        handoff = request.data
+        event = self.bus.make_now().accepted(
+            self.case_id, handoff.handoff_id, handoff.from_agency, handoff.to_agency
         )
-        to = request.data.to_agency
-        event: HandoffAccepted = await self.bus.send(to, HandoffAccepted, self.case_id, data)
-        return event
+        return await self.bus.send(event)
 
     async def reject(self, request: HandoffRequested, rule: str) -> HandoffRejected:
-        data = HandoffRejection(
-            handoff_id=request.data.handoff_id,
-            from_agency=request.data.from_agency,
-            to_agency=request.data.to_agency,
-            reason="Niet onze taak",
+        handoff = request.data
+        event = self.bus.make_now().rejected(
+            self.case_id,
+            handoff.handoff_id,
+            handoff.from_agency,
+            handoff.to_agency,
             rule_reference=rule,
         )
-        to = request.data.to_agency
-        event: HandoffRejected = await self.bus.send(to, HandoffRejected, self.case_id, data)
-        return event
+        return await self.bus.send(event)
 
     async def ask_escalation(self, by: str, level: int | None = None) -> EscalationRequested:
-        data = EscalationRequest(reason="Loopt vast", level=level, rule_reference="Wgs art. 4")
-        event: EscalationRequested = await self.bus.send(
-            by, EscalationRequested, self.case_id, data
+        event = self.bus.make_now().escalation_requested(
+            self.case_id, by, "Wgs art. 4", level=level
         )
-        return event
+        return await self.bus.send(event)
 
     async def acknowledge(self, raised: EscalationRaised, by: str = "") -> EscalationAcknowledged:
-        team = raised.data.team
-        data = EscalationAcknowledgement(
-            escalation_id=raised.data.escalation_id, level=raised.data.level, team=team
+        escalation = raised.data
+        event = self.bus.make_now().escalation_acknowledged(
+            self.case_id, escalation.escalation_id, escalation.level, escalation.team, by
         )
-        event: EscalationAcknowledged = await self.bus.send(
-            by or team.agency, EscalationAcknowledged, self.case_id, data
-        )
-        return event
+        return await self.bus.send(event)
 
     async def resolve(self, raised: EscalationRaised, outcome: str = "maatwerk-granted") -> None:
         team = raised.data.team
-        data = EscalationResolution(
-            escalation_id=raised.data.escalation_id,
+        event = self.bus.make_now().escalation_resolved(
+            self.case_id,
+            raised.data.escalation_id,
+            outcome,  # type: ignore[arg-type]
+            by=team.agency,
             team=TeamRef(agency=team.agency, team=team.team),
-            outcome=outcome,  # type: ignore[arg-type]
         )
-        await self.bus.send(team.agency, EscalationResolved, self.case_id, data)
+        await self.bus.send(event)
 
     async def close(self, by: str = "belastingdienst") -> None:
-        await self.bus.send(by, CaseClosed, self.case_id, CaseClosure(outcome="Afgerond"))
-
-
-def hardship(by: str = "gm0363", level: int = 1) -> CaseFlag:
-    return CaseFlag(
-        kind="hardship",
-        raised_by=by,
-        escalate_at_level=level,
-        note="Dreigende huisuitzetting",
-        rule_reference="Wgs art. 3",
-    )
+        await self.bus.send(self.bus.make_now().closed(self.case_id, by))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.runtime.clock import Clock, ScaledClock, SystemClock
+from services.runtime.process.clock import Clock, ScaledClock, SystemClock
 
 
 def test_the_system_clock_tells_aware_utc_time() -> None:

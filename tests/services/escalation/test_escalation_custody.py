@@ -11,18 +11,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from contracts.handoff import CaseState, PendingHandoff
 from contracts.registry import AgencyRegistry
+from services import custody
 from services.escalation import store, timers
 from services.escalation.levels import Context
 from services.escalation.model import Timer
 from services.escalation.round import Planned, Rounds
 from services.escalation.workspace import Workspace
 from services.escalation.writes import writing
-from services.runtime import custody
-from services.runtime.kafka import Outgoing
-from services.runtime.store import write_transaction
-from services.tracker.state import CaseState, PendingHandoff
-from tests.services.escalation.conftest import EngineMaker
+from services.runtime.kafka.clients import Outgoing
+from services.runtime.store.engine import write_transaction
+from tests._testutil import EngineMaker
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 

@@ -25,14 +25,14 @@ from contracts import topics
 from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
 from services.escalation import EscalationService
-from services.runtime.clock import ScaledClock
-from services.runtime.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
-from services.runtime.settings import Settings
-from services.runtime.tables import escalation_timers, escalations
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
+from services.runtime.process.clock import ScaledClock
+from services.runtime.store.tables import escalation_timers, escalations
 from services.simulation.buslog import end_offsets
-from tests.kafka_helpers import read_until
-from tests.services.escalation.conftest import SPEED, EngineMaker
-from tests.services.escalation.script import Bus, Case, hardship, quick_path, read_all
+from tests._testutil import EngineMaker, hardship, read_until
+from tests.services.escalation.conftest import SPEED
+from tests.services.escalation.script import Bus, Case, quick_path, read_all
 
 pytestmark = pytest.mark.broker
 

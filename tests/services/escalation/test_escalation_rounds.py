@@ -12,17 +12,17 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.handoff import CaseState
 from contracts.registry import AgencyRegistry
 from services.escalation import store, timers
 from services.escalation.levels import Context
 from services.escalation.model import CaseFile, Timer
 from services.escalation.round import Rounds
 from services.escalation.workspace import Workspace
-from services.runtime.kafka import Outgoing
-from services.runtime.store import write_transaction
-from services.runtime.tables import escalations
-from services.tracker.state import CaseState
-from tests.services.escalation.conftest import EngineMaker
+from services.runtime.kafka.clients import Outgoing
+from services.runtime.store.engine import write_transaction
+from services.runtime.store.tables import escalations
+from tests._testutil import EngineMaker
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 INSTANCE = "test"

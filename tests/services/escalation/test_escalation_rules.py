@@ -31,6 +31,7 @@ from contracts.events import (
     HandoffRequested,
     TeamRef,
 )
+from contracts.handoff import OPERATOR
 from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
@@ -40,7 +41,6 @@ from services.escalation.messages import Origin
 from services.escalation.model import Timer
 from services.escalation.react import inert, react
 from services.escalation.workspace import Workspace
-from services.tracker.state import OPERATOR
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 ORIGIN = Origin("ketenbus.cases", 0, 7, None, b"{}")

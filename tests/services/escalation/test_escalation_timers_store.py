@@ -13,9 +13,9 @@ from sqlalchemy import select
 from services.escalation import store, timers
 from services.escalation.model import Timer
 from services.escalation.workspace import Cancel, Workspace
-from services.runtime.store import write_transaction
-from services.runtime.tables import escalation_timers
-from tests.services.escalation.conftest import EngineMaker
+from services.runtime.store.engine import write_transaction
+from services.runtime.store.tables import escalation_timers
+from tests._testutil import EngineMaker
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

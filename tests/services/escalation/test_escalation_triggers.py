@@ -23,12 +23,13 @@ from contracts.envelope import source_urn
 from contracts.events import DeliveryFailed, HandoffExpired
 from contracts.registry import AgencyRegistry
 from services import audit
-from services.runtime.settings import Settings
-from services.runtime.tables import escalation_seen_events, escalation_timers, escalations
+from services.casefile.queries import CaseView, case_view
+from services.runtime.config.settings import Settings
+from services.runtime.store.tables import escalation_seen_events, escalation_timers, escalations
 from services.tracker.app import create_tracker
-from services.tracker.queries import CaseView, case_view
+from tests._testutil import hardship
 from tests.services.escalation.conftest import QUICK, Running
-from tests.services.escalation.script import hardship, quick_path
+from tests.services.escalation.script import quick_path
 
 pytestmark = pytest.mark.broker
 

@@ -23,15 +23,16 @@ from contracts.events import (
     EscalationRaised,
     TeamRef,
 )
+from contracts.handoff import OPERATOR, actor_of, console_source
 from contracts.registry import AgencyRegistry
-from services.escalation import team_actions
-from services.runtime.settings import Settings
-from services.runtime.tables import escalation_seen_events, escalation_timers, escalations
+from services.casefile.queries import CaseView, case_view
+from services.console import _team_actions as team_actions
+from services.runtime.config.settings import Settings
+from services.runtime.store.tables import escalation_seen_events, escalation_timers, escalations
 from services.tracker.app import create_tracker
-from services.tracker.queries import CaseView, case_view
-from services.tracker.state import OPERATOR, actor_of, console_source
+from tests._testutil import hardship
 from tests.services.escalation.conftest import Running
-from tests.services.escalation.script import Case, hardship, quick_path
+from tests.services.escalation.script import Case, quick_path
 
 FOUR_HOURS = timedelta(hours=4)
 LEVEL_1 = TeamRef(agency="gm0363", team="schuldhulp-teamleiding")

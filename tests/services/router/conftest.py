@@ -1,5 +1,5 @@
-"""The router's fixtures: a migrated store on SQLite and on PostgreSQL (the tracker's), and
-a running router on it.
+"""The router's fixtures: a running router on a migrated store, SQLite or PostgreSQL (the
+shared `store` of tests/_testutil).
 
 `bus` starts a router on the session's embedded broker, in a consumer group of
 its own that begins at the current end of every outbox (so it replays nothing
@@ -23,12 +23,9 @@ from contracts.registry import AgencyRegistry
 from services.router._verifier import UNCHECKED, Verdict
 from services.router.app import create_router
 from services.router.routing import Admitted, CaseRouting, OutboxMessage
-from services.runtime.kafka import Outgoing
-from services.runtime.settings import Settings
-from tests.kafka_helpers import start_group_at_end
-from tests.services.tracker.conftest import backend, engines, postgres_url, store
-
-__all__ = ["Bus", "CountingRouting", "backend", "bus", "engines", "postgres_url", "store"]
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.clients import Outgoing
+from tests._testutil import start_group_at_end
 
 
 class CountingRouting(CaseRouting):

@@ -10,7 +10,7 @@ from contracts import topics
 from contracts.case import ActionTaken, CaseContext, CaseFlag, CitizenPromise, SealedPersonal
 from contracts.envelope import CaseEvent
 from services.router.routing import OutboxMessage
-from tests.services.tracker.factory import START
+from tests._testutil import START
 
 E = TypeVar("E", bound=CaseEvent[Any])
 

@@ -22,7 +22,7 @@ from contracts.registry import AgencyRegistry
 from services.router._verifier import Verdict, Verifier, Workers
 from services.router.deliver import INLINE_SHARE, PART, VERIFIED_APART, Delivery
 from services.router.routing import CaseRouting, OutboxMessage
-from services.runtime.kafka import Outgoing
+from services.runtime.kafka.clients import Outgoing
 
 ONE_TRANSACTION = VERIFIED_APART // 4
 IN_PARTS = VERIFIED_APART + 300

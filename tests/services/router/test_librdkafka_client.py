@@ -18,10 +18,9 @@ import pytest
 from confluent_kafka import Producer
 
 from contracts import topics
-from tests.kafka_helpers import read_until
+from tests._testutil import EventFactory, read_until
 from tests.services.router.conftest import Bus
 from tests.services.router.events import tampered
-from tests.services.tracker.factory import EventFactory
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 

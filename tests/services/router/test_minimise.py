@@ -13,8 +13,8 @@ from contracts.case import ActionTaken, CaseContext, PersonalSection, SealedPers
 from contracts.registry import AgencyRegistry, CaseCategory
 from services.router import minimise
 from services.router.minimise import Grant, handoff_grant
+from tests._testutil import START, EventFactory
 from tests.services.router.events import BSN, full_context, with_context
-from tests.services.tracker.factory import START, EventFactory
 
 Keys = dict[str, AgencyKeys]
 

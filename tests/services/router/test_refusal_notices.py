@@ -19,9 +19,9 @@ from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
 from contracts.screening import MAX_DEPTH
 from services.router.routing import NIL_CASE, Admitted, CaseRouting, OutboxMessage
-from services.runtime.kafka import Outgoing, _headers
+from services.runtime.kafka.clients import Outgoing, _headers
+from tests._testutil import EventFactory
 from tests.services.router.events import BSN, outbox_message, tampered
-from tests.services.tracker.factory import EventFactory
 
 Keys = dict[str, AgencyKeys]
 

@@ -6,18 +6,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
-
 from contracts.envelope import CaseEvent
 from contracts.registry import AgencyRegistry
+from services.custody import Ledger
 from services.router.rights import admit
-from services.runtime.custody import Ledger
-from tests.services.tracker.factory import EventFactory
-
-
-@pytest.fixture
-def make(registry: AgencyRegistry) -> EventFactory:
-    return EventFactory(registry)
+from tests._testutil import EventFactory
 
 
 def _admitted(registry: AgencyRegistry, events: Sequence[tuple[CaseEvent[Any], str]]) -> Ledger:

@@ -30,9 +30,10 @@ from contracts.registry import AgencyRegistry
 from contracts.sealing import CannotOpen
 from services.audit import trace, verify
 from services.router.app import create_router
-from services.runtime.settings import Settings
-from services.runtime.tables import audit_records, case_custody, router_seen_events
-from tests.kafka_helpers import (
+from services.runtime.config.settings import Settings
+from services.runtime.store.tables import audit_records, case_custody, router_seen_events
+from tests._testutil import (
+    EventFactory,
     event_id,
     headers_of,
     keyed,
@@ -43,7 +44,6 @@ from tests.kafka_helpers import (
 )
 from tests.services.router.conftest import Bus, CountingRouting
 from tests.services.router.events import BSN, CITIZEN, full_context, tampered, with_context
-from tests.services.tracker.factory import EventFactory
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 

@@ -15,7 +15,8 @@ from contracts.case import PersonalSection
 from contracts.envelope import MAX_EVENT_BYTES
 from contracts.registry import AgencyRegistry
 from services.router.routing import NIL_CASE, Admitted, CaseRouting
-from services.runtime.kafka import Outgoing
+from services.runtime.kafka.clients import Outgoing
+from tests._testutil import EventFactory
 from tests.services.router.events import (
     BSN,
     CITIZEN,
@@ -24,7 +25,6 @@ from tests.services.router.events import (
     tampered,
     with_context,
 )
-from tests.services.tracker.factory import EventFactory
 
 Keys = dict[str, AgencyKeys]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
 from services.router._verifier import UNCHECKED, VERIFIED, shared_workers, verdicts
-from tests.services.tracker.factory import EventFactory
+from tests._testutil import EventFactory
 
 
 def test_each_value_gets_the_verdict_the_router_would_reach_itself(

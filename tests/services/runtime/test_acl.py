@@ -18,8 +18,9 @@ from contracts import topics
 from contracts.registry import AgencyRegistry
 from services.escalation.service import EscalationService
 from services.router.app import create_router
-from services.runtime import acl as acl_module
-from services.runtime.acl import (
+from services.runtime.config.settings import Settings
+from services.runtime.kafka import acl as acl_module
+from services.runtime.kafka.acl import (
     CONSOLE,
     ESCALATION,
     INIT,
@@ -37,8 +38,7 @@ from services.runtime.acl import (
     as_script,
     kafka_acls,
 )
-from services.runtime.settings import Settings
-from services.runtime.topics import bus_topics
+from services.runtime.kafka.topics import bus_topics
 from services.tracker.app import create_tracker
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,4 +1,4 @@
-"""Rows written by `services.runtime.bulk` are stored as SQLAlchemy's `insert()` stores them."""
+"""Rows written by `runtime.store.bulk` are stored as SQLAlchemy's `insert()` stores them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.bulk import insert_rows, update_rows
-from services.runtime.store import write_transaction
-from services.runtime.tables import case_custody, router_seen_events
+from services.runtime.store.bulk import insert_rows, update_rows
+from services.runtime.store.engine import write_transaction
+from services.runtime.store.tables import case_custody, router_seen_events
 
 COLUMNS = tuple(case_custody.c.keys())
 AMSTERDAM = timezone(timedelta(hours=1))

@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
-from services.runtime.catch_up import CatchUp, rewind
-from services.runtime.kafka import consumer_options, make_broker
-from services.runtime.settings import Settings
-from services.runtime.topics import ensure_topics
+from services.runtime.config.settings import Settings
+from services.runtime.consumer.catch_up import CatchUp, rewind
+from services.runtime.kafka.clients import consumer_options, make_broker
+from services.runtime.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.broker
 

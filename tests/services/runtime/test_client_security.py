@@ -23,10 +23,12 @@ from services.console import health as console_health
 from services.console import state as console_state
 from services.console.app import create_console
 from services.console.health import BusHealth
-from services.runtime import kafka, service, topics
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.kafka import broker_security, client_security
-from services.runtime.settings import Settings
+from services.runtime.kafka import clients as kafka
+from services.runtime.kafka import topics
+from services.runtime.kafka.clients import broker_security, client_security
+from services.runtime.process import service
 from services.simulation import bus as simulation_bus
 from services.simulation import buslog
 from services.simulation.bus import Bus, position_groups, run_bus
@@ -127,7 +129,7 @@ def sasl_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-# ensure_topics and `python -m services.runtime.topics`
+# ensure_topics and `python -m services.runtime.kafka.topics`
 
 
 async def test_ensure_topics_starts_its_admin_client_as_the_sasl_user(
@@ -184,7 +186,7 @@ def test_the_topics_entry_point_connects_as_the_user_in_the_environment(
     monkeypatch: pytest.MonkeyPatch, recorded: Recorded
 ) -> None:
     monkeypatch.setattr(topics, "AIOKafkaAdminClient", recorded.client())
-    monkeypatch.setattr("services.runtime.logging.configure", lambda *_: None)
+    monkeypatch.setattr("services.runtime.observability.logging.configure", lambda *_: None)
     monkeypatch.setattr("sys.argv", ["topics"])
 
     topics.main()
@@ -204,7 +206,7 @@ def test_the_topics_entry_point_without_a_password_ends_with_one_line(
 ) -> None:
     monkeypatch.delenv("KETENBUS_KAFKA_SASL_PASSWORD")
     monkeypatch.setattr(topics, "AIOKafkaAdminClient", recorded.client())
-    monkeypatch.setattr("services.runtime.logging.configure", lambda *_: None)
+    monkeypatch.setattr("services.runtime.observability.logging.configure", lambda *_: None)
     monkeypatch.setattr("sys.argv", ["topics"])
 
     with pytest.raises(SystemExit) as exited:

@@ -8,9 +8,9 @@ import ssl
 import pytest
 from faststream.security import SASLScram256, SASLScram512
 
+from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
-from services.runtime.kafka import broker_security, client_security, make_broker
-from services.runtime.settings import Settings
+from services.runtime.kafka.clients import broker_security, client_security, make_broker
 
 PASSWORD = "s3cret-not-for-logs"
 

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.runtime.kafka import KeyPartitioner
+from services.runtime.kafka.clients import KeyPartitioner
 
 
 def test_every_key_goes_to_the_default_partitioners_partition_first_time_and_after() -> None:

@@ -27,21 +27,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
+from services.casefile.queries import case_view
 from services.escalation.service import EscalationService
 from services.router.app import create_router
-from services.runtime.observability import (
+from services.runtime.config.settings import Settings
+from services.runtime.observability.metrics import (
     CASE_ID,
     broker_middlewares,
     emit_span,
     install_tracer_provider,
     setup_tracing,
 )
-from services.runtime.service import ServiceHealth, health_app
-from services.runtime.settings import Settings
-from services.runtime.store import migrated_engine
+from services.runtime.process.service import ServiceHealth, health_app
+from services.runtime.store.engine import migrated_engine
 from services.tracker.app import create_tracker
-from services.tracker.queries import case_view
-from tests.kafka_helpers import raw_event, start_group_at_end
+from tests._testutil import raw_event, start_group_at_end
 
 pytestmark = pytest.mark.broker
 

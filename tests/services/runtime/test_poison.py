@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from contracts import topics
-from services.runtime import backoff, poison
-from services.runtime.poison import ATTEMPTS_HEADER, PoisonGuard, Record
+from services.runtime.consumer import backoff, poison
+from services.runtime.consumer.poison import ATTEMPTS_HEADER, PoisonGuard, Record
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,15 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.exc import OperationalError
 
 from contracts import topics
-from services.runtime import backoff
-from services.runtime.backoff import Backoff
-from services.runtime.catch_up import CatchUp
-from services.runtime.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
-from services.runtime.kafka import consumer_options, make_broker
-from services.runtime.poison import ATTEMPTS_HEADER, PoisonGuard, Record, dead_letter_with
-from services.runtime.settings import Settings
-from services.runtime.topics import ensure_topics
-from tests.kafka_helpers import headers_of, read_until
+from services.runtime.config.settings import Settings
+from services.runtime.consumer import backoff
+from services.runtime.consumer.backoff import Backoff
+from services.runtime.consumer.catch_up import CatchUp
+from services.runtime.consumer.poison import ATTEMPTS_HEADER, PoisonGuard, Record, dead_letter_with
+from services.runtime.kafka.clients import consumer_options, make_broker
+from services.runtime.kafka.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
+from services.runtime.kafka.topics import ensure_topics
+from tests._testutil import headers_of, read_until
 
 pytestmark = pytest.mark.broker
 

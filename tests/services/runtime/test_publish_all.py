@@ -8,10 +8,10 @@ import uuid
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.runtime.kafka import BATCHED_FROM, Outgoing, make_broker, publish_all
-from services.runtime.settings import Settings
-from services.runtime.topics import ensure_topics
-from tests.kafka_helpers import read_until
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.clients import BATCHED_FROM, Outgoing, make_broker, publish_all
+from services.runtime.kafka.topics import ensure_topics
+from tests._testutil import read_until
 
 pytestmark = pytest.mark.broker
 

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime import store
-from services.runtime.store import make_engine, write_transaction
+from services.runtime.store import engine as store
+from services.runtime.store.engine import make_engine, write_transaction
 
 HOLD_S = 0.02
 """How long each of the busy writer's transactions holds the write lock."""

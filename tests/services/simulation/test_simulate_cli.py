@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from services.cli.simulate_cmd import register
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
 from services.simulation import run
 from services.simulation.verdict import Cause, Verdict
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
 from services.simulation.plan import Timing
 from services.simulation.run import Options, simulate
 from services.simulation.verdict import render

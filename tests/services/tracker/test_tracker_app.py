@@ -23,13 +23,13 @@ from contracts import topics
 from contracts.parse import parse_event
 from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
-from services.runtime.poison import Record
-from services.runtime.settings import Settings
-from services.runtime.store import make_engine
+from services.casefile.queries import case_view
+from services.runtime.config.settings import Settings
+from services.runtime.consumer.poison import Record
+from services.runtime.store.engine import make_engine
 from services.tracker.app import CaseRecorder, create_tracker
 from services.tracker.ledger import apply_batch
-from services.tracker.queries import case_view
-from tests.services.tracker.factory import PERSONAL_NAME, EventFactory
+from tests._testutil import PERSONAL_NAME, EventFactory
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 

@@ -20,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
+from services.casefile.queries import CaseView, case_view
 from services.router.app import create_router
-from services.runtime.settings import Settings
+from services.runtime.config.settings import Settings
 from services.tracker.app import create_tracker
-from services.tracker.queries import CaseView, case_view
-from tests.kafka_helpers import (
+from tests._testutil import (
+    EventFactory,
     event_id,
     headers_of,
     keyed,
@@ -33,7 +34,6 @@ from tests.kafka_helpers import (
     read_until,
     start_group_at_end,
 )
-from tests.services.tracker.factory import EventFactory
 
 pytestmark = pytest.mark.broker
 

@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 
 from services.cli.cases_cmd import register
 from services.runtime.errors import UserError
-from tests.services.tracker.conftest import Record
-from tests.services.tracker.factory import EventFactory
+from tests._testutil import EventFactory, Record
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.events import TeamRef
 from contracts.registry import AgencyRegistry
+from services.casefile.queries import case_view
 from services.tracker.ledger import apply_batch
-from services.tracker.queries import case_view
-from tests.services.tracker.factory import START, EventFactory
+from tests._testutil import START, EventFactory
 
 MAATWERK = TeamRef(agency="minszw", team="maatwerkloket")
 

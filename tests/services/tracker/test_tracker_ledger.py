@@ -12,10 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.registry import AgencyRegistry
-from services.runtime.store import migrate
-from services.runtime.tables import case_timeline, cases
+from services.runtime.store.engine import migrate
+from services.runtime.store.tables import case_timeline, cases
 from services.tracker.ledger import apply_batch
-from tests.services.tracker.factory import PERSONAL_NAME, EventFactory
+from tests._testutil import PERSONAL_NAME, EventFactory
 
 
 async def _case(engine: AsyncEngine, case_id: uuid.UUID) -> dict[str, Any] | None:

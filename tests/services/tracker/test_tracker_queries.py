@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.registry import AgencyRegistry
+from services.casefile.queries import PendingHandoffView, case_view, recent_cases, timeline
 from services.tracker.ledger import apply_batch
-from services.tracker.queries import PendingHandoffView, case_view, recent_cases, timeline
-from tests.services.tracker.factory import EventFactory
+from tests._testutil import EventFactory
 
 
 async def test_case_view_gives_the_state_and_the_timeline_in_the_order_applied(

@@ -13,16 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.envelope import CaseEvent
 from contracts.events import EscalationTrigger
 from contracts.registry import AgencyRegistry
-from services.tracker.ledger import apply_batch
-from services.tracker.signals import (
+from services.casefile.signals import (
     CauseSignal,
+    EscalationStates,
     LevelCount,
     Resolution,
     Tally,
     percentile,
     policy_signals,
 )
-from tests.services.tracker.factory import START, EventFactory
+from services.tracker.ledger import apply_batch
+from tests._testutil import START, EventFactory
 
 HOUR = 3600.0
 
@@ -160,6 +161,37 @@ async def test_since_counts_only_escalations_first_raised_on_or_after_that_day(
         Tally(key="Awir art. 26", escalations=1),
         Tally(key="Pw art. 18", escalations=1),
     ] == signals.by_rule
+
+
+async def test_every_escalation_is_resolved_withdrawn_open_or_left_on_a_closed_case(
+    store: AsyncEngine, registry: AgencyRegistry, make: EventFactory
+) -> None:
+    withdrawn_case, closed_case = uuid.uuid4(), uuid.uuid4()
+    withdrawn, left = uuid.uuid4(), uuid.uuid4()
+    await apply_batch(
+        store,
+        registry,
+        [
+            *_known_set(make),
+            make.at(_day(9)).opened(withdrawn_case),
+            make.escalation_raised(withdrawn_case, withdrawn, trigger="handoff-expired"),
+            # The escalation service withdraws a raise whose handoff was answered in time.
+            make.escalation_resolved(withdrawn_case, withdrawn, "no-action-needed", by="ketenbus"),
+            make.opened(closed_case),
+            make.escalation_raised(closed_case, left, trigger="idle"),
+            make.closed(closed_case),
+        ],
+    )
+
+    signals = await policy_signals(store)
+
+    assert (
+        EscalationStates(resolved=4, withdrawn=1, open=1, unresolved_on_closed_cases=1)
+        == signals.states
+    )
+    assert 7 == signals.escalations == sum(signals.states.model_dump().values())
+    # Nobody had to resolve the withdrawn one: it is no resolution time.
+    assert 4 == signals.resolution.resolved
 
 
 async def test_since_after_every_escalation_gives_empty_counts(

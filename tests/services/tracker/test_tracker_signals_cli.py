@@ -15,10 +15,10 @@ import typer
 from typer.testing import CliRunner
 
 from services.cli import cases_cmd
-from services.cli.signals_cmd import format_duration, register
+from services.cli.signals_cmd import register
 from services.runtime.errors import UserError
-from tests.services.tracker.conftest import Record
-from tests.services.tracker.factory import START, EventFactory
+from services.runtime.text.terminal import format_duration
+from tests._testutil import START, EventFactory, Record
 
 KETENBUS = [sys.executable, "-c", "from services.cli import main; main()"]
 
@@ -61,7 +61,10 @@ def test_signals_text_report_has_aligned_sections_for_counts_levels_and_stuck_ca
     assert 0 == result.exit_code, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("policy signals, escalations all time (as of ")
-    assert "  escalations         2" in lines
+    assert (
+        "  escalations         2: 1 resolved, 0 withdrawn (answered before the expiry), 1 open"
+        in (lines)
+    )
     assert "  time to resolution  1 resolved, median 2h 00m, p90 2h 00m" in lines
     by_cause = lines[lines.index("by cause") + 1 : lines.index("by cause") + 3]
     assert [

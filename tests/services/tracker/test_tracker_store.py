@@ -15,8 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.store import alembic_config, make_engine, migrate
-from services.runtime.tables import case_custody, case_timeline, cases, metadata
+from services.runtime.store.engine import alembic_config, make_engine, migrate
+from services.runtime.store.tables import case_custody, case_timeline, cases, metadata
 
 EngineMaker = Callable[[], AsyncEngine]
 

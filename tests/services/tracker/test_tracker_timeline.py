@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.case import CaseFlag
 from contracts.registry import AgencyRegistry
-from services.runtime.tables import case_timeline
+from services.casefile.timeline import facts_of, team_of_raise
+from services.runtime.store.tables import case_timeline
 from services.tracker.ledger import apply_batch
-from services.tracker.timeline import facts_of, team_of_raise
-from tests.services.tracker.factory import PERSONAL_NAME, EventFactory
+from tests._testutil import PERSONAL_NAME, EventFactory
 
 
 async def _rows(engine: AsyncEngine, case_id: uuid.UUID) -> list[dict[str, Any]]:

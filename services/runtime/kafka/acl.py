@@ -1,0 +1,241 @@
+"""Broker-level isolation: the Kafka ACLs the agency registry implies (DESIGN "Topics").
+
+The router already refuses an event an agency may not send; these ACLs make
+the Kafka brokers enforce the topic table as well, so a leaked agency
+credential reaches only that agency's own outbox and inbox, and each service
+reaches only the topics and consumer group its code uses. `kafka_acls` is a
+pure function of the registry; `ketenbus acl` renders its result as
+`kafka-acls.sh` commands (committed as deploy/kafka/acls.sh) or as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from contracts import topics
+from contracts.registry import AgencyRegistry
+from services.runtime.kafka.topics import bus_topics
+
+
+class ResourceType(StrEnum):
+    TOPIC = "TOPIC"
+    GROUP = "GROUP"
+    CLUSTER = "CLUSTER"
+
+
+class PatternType(StrEnum):
+    LITERAL = "LITERAL"
+    PREFIXED = "PREFIXED"
+
+
+class Operation(StrEnum):
+    READ = "READ"
+    WRITE = "WRITE"
+    DESCRIBE = "DESCRIBE"
+    CREATE = "CREATE"
+
+
+class Permission(StrEnum):
+    ALLOW = "ALLOW"
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One Kafka ACL binding: `principal` may do `operation` on the resource (any host)."""
+
+    principal: str
+    resource_type: ResourceType
+    resource_name: str
+    pattern_type: PatternType
+    operation: Operation
+    permission: Permission = Permission.ALLOW
+
+
+# The services' Kafka users (KETENBUS_KAFKA_SASL_USERNAME in docker-compose.yml).
+ROUTER = "User:ketenbus-router"
+TRACKER = "User:ketenbus-tracker"
+ESCALATION = "User:ketenbus-escalation"
+CONSOLE = "User:ketenbus-console"
+INIT = "User:ketenbus-init"
+SERVICE_PRINCIPALS = {
+    "router": ROUTER,
+    "tracker": TRACKER,
+    "escalation": ESCALATION,
+    "console": CONSOLE,
+    "init": INIT,
+}
+"""Each service's principal by service name (`init` is the topic set-up job)."""
+
+# The consumer groups the services join (their `group_id` defaults; the tests check them).
+ROUTER_GROUP = "ketenbus-router"
+TRACKER_GROUP = "ketenbus-tracker"
+ESCALATION_GROUP = "ketenbus-escalation"
+
+CONSOLE_READS: tuple[str, ...] = (topics.DLQ,)
+"""Topics the console reads records of: the dead letters it lists, shows and counts.
+It reads by partition assignment, so it needs no consumer group."""
+
+
+def agency_principal(code: str) -> str:
+    """An agency's Kafka user: `User:agency-<code>`."""
+    return f"User:agency-{code}"
+
+
+def agency_group(code: str) -> str:
+    """An agency's own consumer group; its other groups start with this name and a `-`."""
+    return f"agency-{code}"
+
+
+# READ and WRITE already imply DESCRIBE in Kafka; it is listed so each grant reads plainly.
+_READ = (Operation.READ, Operation.DESCRIBE)
+_WRITE = (Operation.WRITE, Operation.DESCRIBE)
+
+
+def _on_topic(principal: str, name: str, *operations: Operation) -> list[Acl]:
+    return [
+        Acl(principal, ResourceType.TOPIC, name, PatternType.LITERAL, operation)
+        for operation in operations
+    ]
+
+
+def _reads(principal: str, names: Iterable[str]) -> list[Acl]:
+    return [acl for name in names for acl in _on_topic(principal, name, *_READ)]
+
+
+def _writes(principal: str, names: Iterable[str]) -> list[Acl]:
+    return [acl for name in names for acl in _on_topic(principal, name, *_WRITE)]
+
+
+def _group(principal: str, name: str, pattern: PatternType = PatternType.LITERAL) -> Acl:
+    return Acl(principal, ResourceType.GROUP, name, pattern, Operation.READ)
+
+
+def kafka_acls(registry: AgencyRegistry) -> list[Acl]:
+    """Every ACL the bus needs for this registry, agencies first, in registry order.
+
+    Everything is denied that is not granted here (the brokers run with
+    `allow.everyone.if.no.acl.found=false`). Agencies get only literal topic
+    names, never a wildcard or a prefix.
+    """
+    codes = [agency.code for agency in registry.agencies]
+    outboxes = [topics.outbox(code) for code in codes]
+    inboxes = [topics.inbox(code) for code in codes]
+    acls: list[Acl] = []
+    for agency in registry.agencies:
+        principal = agency_principal(agency.code)
+        acls += _writes(principal, [topics.outbox(agency.code)])
+        acls += _reads(principal, [topics.inbox(agency.code)])
+        if agency.escalation_teams:
+            acls += _reads(principal, [topics.ESCALATIONS])
+        group = agency_group(agency.code)
+        # Agency codes hold no `-`, so `agency-gm03-` can never match a group of `gm0363`;
+        # a bare `agency-gm03` prefix would.
+        acls += [_group(principal, group), _group(principal, f"{group}-", PatternType.PREFIXED)]
+
+    acls += _reads(ROUTER, outboxes)
+    acls.append(_group(ROUTER, ROUTER_GROUP))
+    acls += _writes(ROUTER, [topics.CASES, *inboxes, topics.DLQ, topics.AUDIT])
+
+    acls += _reads(TRACKER, [topics.CASES])
+    acls.append(_group(TRACKER, TRACKER_GROUP))
+
+    acls += _reads(ESCALATION, [topics.CASES])
+    acls.append(_group(ESCALATION, ESCALATION_GROUP))
+    acls += _writes(
+        ESCALATION, [topics.ESCALATIONS, topics.CASES, *inboxes, topics.DLQ, topics.AUDIT]
+    )
+
+    acls += _reads(CONSOLE, CONSOLE_READS)
+    # Lag and rates: every topic's log end (DESCRIBE) and the services' committed offsets.
+    acls += [
+        acl for name in bus_topics(registry) for acl in _on_topic(CONSOLE, name, Operation.DESCRIBE)
+    ]
+    acls += [
+        Acl(CONSOLE, ResourceType.GROUP, group, PatternType.LITERAL, Operation.DESCRIBE)
+        for group in (ROUTER_GROUP, TRACKER_GROUP, ESCALATION_GROUP)
+    ]
+    # A team's acknowledgement or resolution goes on the case log; a replayed dead
+    # letter goes back to the outbox it came from, as its agency signed it.
+    acls += _writes(CONSOLE, [topics.CASES, *outboxes])
+
+    # The set-up job creates exactly the topics of this registry, then waits until it sees them.
+    acls += [
+        acl
+        for name in bus_topics(registry)
+        for acl in _on_topic(INIT, name, Operation.CREATE, Operation.DESCRIBE)
+    ]
+    return list(dict.fromkeys(acls))
+
+
+# kafka-acls.sh spells operations in camel case.
+_CLI_OPERATION = {
+    Operation.READ: "Read",
+    Operation.WRITE: "Write",
+    Operation.DESCRIBE: "Describe",
+    Operation.CREATE: "Create",
+}
+
+
+# Left unquoted for the shell to expand: the script reads where and how to connect at run time.
+_KAFKA_ACLS = 'kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG"'
+
+
+def as_command(acl: Acl) -> str:
+    """One `kafka-acls.sh --add` line; BOOTSTRAP and ADMIN_CONFIG come from the environment."""
+    words = [
+        "--add",
+        "--allow-principal",
+        acl.principal,
+        "--operation",
+        _CLI_OPERATION[acl.operation],
+    ]
+    if acl.resource_type is ResourceType.CLUSTER:
+        words.append("--cluster")
+    else:
+        words += [f"--{acl.resource_type.lower()}", acl.resource_name]
+    if acl.pattern_type is PatternType.PREFIXED:
+        words += ["--resource-pattern-type", "prefixed"]
+    return " ".join([_KAFKA_ACLS, *(shlex.quote(word) for word in words)])
+
+
+def as_commands(acls: Sequence[Acl]) -> list[str]:
+    """One shell-quoted `kafka-acls.sh --add` command per ACL, in order."""
+    return [as_command(acl) for acl in acls]
+
+
+SCRIPT_HEADER = """\
+#!/bin/sh
+# Generated by `ketenbus acl` from the agency registry: do not edit by hand.
+# Regenerate it whenever the registry changes, and commit the result:
+#
+#   ketenbus acl > deploy/kafka/acls.sh
+#
+# Adds the Kafka ACLs of every agency and service (see "Broker-level isolation" in
+# the README). Run it with BOOTSTRAP (brokers) and ADMIN_CONFIG (an admin client
+# properties file) set; docker-compose.yml's kafka-security step does. Adding an
+# ACL that exists is a no-op; ACLs of removed agencies are not removed.
+set -eu
+: "${BOOTSTRAP:?set BOOTSTRAP to the brokers}"
+: "${ADMIN_CONFIG:?set ADMIN_CONFIG to an admin client properties file}"
+"""
+
+
+def as_script(acls: Sequence[Acl]) -> str:
+    """The commands as a runnable script, grouped by principal under a comment."""
+    lines = [SCRIPT_HEADER.rstrip("\n")]
+    principal = None
+    for acl in acls:
+        if acl.principal != principal:
+            principal = acl.principal
+            lines += ["", f"# {principal}"]
+        lines.append(as_command(acl))
+    return "\n".join(lines) + "\n"
+
+
+def as_json(acls: Sequence[Acl]) -> str:
+    """The ACLs as a JSON array of objects, one per ACL, field names as in `Acl`."""
+    return json.dumps([asdict(acl) for acl in acls], indent=2) + "\n"

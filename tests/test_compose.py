@@ -40,10 +40,10 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
-PROJECT_SERVICES = ("kafka-init", "router", "tracker", "escalation", "console")
+PROJECT_SERVICES = ("kafka-init", "router", "tracker", "escalation", "gateway", "console")
 SECURITY_STEP = "kafka-security"
 ONE_SHOT_STEPS = (SECURITY_STEP, "kafka-init")
-SERVICES_WITH_OWN_HEALTH = ("router", "tracker", "escalation")
+SERVICES_WITH_OWN_HEALTH = ("router", "tracker", "escalation", "gateway")
 INIT_MODULE = "services.runtime.kafka.topics"
 PASSWORD_VARIABLE = "KETENBUS_DB_PASSWORD"
 INTERPOLATED_PASSWORD = re.compile(r"^\$\{" + PASSWORD_VARIABLE + r"(:\?[^}]+)?\}$")
@@ -432,13 +432,14 @@ def test_console_publishes_the_default_console_port_on_loopback_only() -> None:
     assert int(_environment("console")["KETENBUS_CONSOLE_PORT"]) == int(container)
 
 
-def test_only_the_console_publishes_a_port() -> None:
-    publishing = {name for name, service in _services().items() if service.get("ports")}
+def test_only_the_console_and_the_gateway_publish_a_port_and_only_on_loopback() -> None:
+    services = _services().items()
+    ports = {name: service["ports"] for name, service in services if service.get("ports")}
 
-    assert {"console"} == publishing
+    assert {"console": ["127.0.0.1:8080:8080"], "gateway": ["127.0.0.1:8090:8090"]} == ports
 
 
-@pytest.mark.parametrize("service", ["tracker", "escalation"])
+@pytest.mark.parametrize("service", ["tracker", "escalation", "gateway"])
 def test_the_store_url_points_to_the_postgres_service_and_database(service: str) -> None:
     postgres = _environment("postgres")
     url = urlsplit(_environment(service)["KETENBUS_DATABASE_URL"])

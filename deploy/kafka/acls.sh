@@ -201,6 +201,24 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" -
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-console --operation Write --topic agency.gm0363.outbox
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-console --operation Write --topic agency.minszw.outbox
 
+# User:ketenbus-gateway
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.belastingdienst.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.belastingdienst.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.toeslagen.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.toeslagen.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.uwv.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.uwv.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.svb.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.svb.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.cjib.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.cjib.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.cak.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.cak.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.gm0363.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.gm0363.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.minszw.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.minszw.outbox
+
 # User:ketenbus-init
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-init --operation Create --topic ketenbus.cases
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-init --operation Describe --topic ketenbus.cases

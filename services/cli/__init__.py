@@ -22,6 +22,7 @@ from services.cli import (
     contracts_cmd,
     dlq_cmd,
     emit_cmd,
+    gateway_cmd,
     keys_cmd,
     lag_cmd,
     signals_cmd,
@@ -69,6 +70,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(alerts_cmd.app, name="alerts")
+app.add_typer(gateway_cmd.app, name="gateway")
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from services.runtime.store.engine import make_engine, migrate
 
 log = get_logger("ketenbus.up")
 
-SERVICES = ("router", "tracker", "escalation")
+SERVICES = ("router", "tracker", "escalation", "gateway")
 
 
 @dataclass
@@ -284,6 +284,8 @@ def _print_banner(settings: Settings, bootstrap: str, embedded: bool, demo: bool
         "Ketenbus is up.",
         f"  broker   {bootstrap}" + ("  (embedded, memory-only)" if embedded else ""),
         f"  console  {console}/",
+        f"  gateway  http://{settings.gateway_host}:{settings.gateway_port}/v1/events"
+        "  (CloudEvents over HTTP; tokens: ketenbus gateway token new CODE)",
         f"  health   {console}/healthz",
         f"  store    {settings.database}",
         *_console_logins(settings, demo),

@@ -78,6 +78,7 @@ def start_bus(directory: Path, registry: AgencyRegistry) -> tuple[Bus, subproces
         **os.environ,
         "KETENBUS_BROKER_PORT": str(broker_port),
         "KETENBUS_CONSOLE_PORT": str(console_port),
+        "KETENBUS_GATEWAY_PORT": str(free_port()),
         "KETENBUS_DATA_DIR": str(directory / "state"),
         "KETENBUS_REGISTRY": str(write_registry(registry, directory / "registry.yaml")),
         "KETENBUS_CONSOLE_USERS": str(write_users(directory / "console-users.yaml")),

@@ -129,6 +129,24 @@ class Settings(BaseSettings):
         "(everyone logs in again after a restart).",
     )
 
+    # The HTTP gateway: agency systems that speak HTTP instead of Kafka.
+    gateway_port: int = Field(
+        default=8090, description="The HTTP gateway's port (CloudEvents in, webhooks out)."
+    )
+    gateway_host: str = Field(default="127.0.0.1", description="Where the HTTP gateway listens.")
+    gateway_rate: float = Field(
+        default=50.0,
+        gt=0,
+        description="Events per second one agency may send through the gateway, on average; "
+        "beyond it the gateway answers 429 with Retry-After.",
+    )
+    gateway_burst: int = Field(
+        default=200,
+        ge=1,
+        description="Events one agency may send through the gateway at once before "
+        "`KETENBUS_GATEWAY_RATE` applies.",
+    )
+
     # Escalation teams' feed (issue 6): where `ketenbus alerts` finds the console.
     console_url: str = Field(
         default="http://127.0.0.1:8080",

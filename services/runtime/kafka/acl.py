@@ -60,12 +60,14 @@ ROUTER = "User:ketenbus-router"
 TRACKER = "User:ketenbus-tracker"
 ESCALATION = "User:ketenbus-escalation"
 CONSOLE = "User:ketenbus-console"
+GATEWAY = "User:ketenbus-gateway"
 INIT = "User:ketenbus-init"
 SERVICE_PRINCIPALS = {
     "router": ROUTER,
     "tracker": TRACKER,
     "escalation": ESCALATION,
     "console": CONSOLE,
+    "gateway": GATEWAY,
     "init": INIT,
 }
 """Each service's principal by service name (`init` is the topic set-up job)."""
@@ -161,6 +163,10 @@ def kafka_acls(registry: AgencyRegistry) -> list[Acl]:
     # A team's acknowledgement or resolution goes on the case log; a replayed dead
     # letter goes back to the outbox it came from, as its agency signed it.
     acls += _writes(CONSOLE, [topics.CASES, *outboxes])
+
+    # The gateway puts what agencies send over HTTP on their outboxes, as they signed it;
+    # the router checks it there like any other event.
+    acls += _writes(GATEWAY, outboxes)
 
     # The set-up job creates exactly the topics of this registry, then waits until it sees them.
     acls += [

@@ -70,13 +70,16 @@ async def run_service(
     settings: Settings,
     *,
     before_start: Callable[[], Awaitable[None]] | None = None,
+    after_start: Callable[[], Awaitable[None]] | None = None,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
     after_stop: Callable[[], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Start `broker` (retrying while Kafka is not there yet), serve health, stop on a signal.
 
     The health server answers `GET /healthz` and `GET /metrics` (the broker's
-    Prometheus registry, when `make_broker` built it).
+    Prometheus registry, when `make_broker` built it). `after_start` runs once
+    the broker runs, `before_stop` before it stops (if it ran), `after_stop` last.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,12 +94,16 @@ async def run_service(
             await before_start()
         await _start_with_retry(name, broker, settings, stop)
         if not stop.is_set():
+            if after_start is not None:
+                await after_start()
             health.state = "running"
             log.info("service started", service=name)
             await stop.wait()
         health.state = "stopping"
         log.info("service stopping", service=name)
     finally:
+        if before_stop is not None and health.state == "stopping":
+            await _bounded(name, "before stop", before_stop())
         # Bounded: a process told to stop must stop. What is not committed comes again.
         await _bounded(name, "broker stop", broker.stop())
         if after_stop is not None:

@@ -333,3 +333,29 @@ router_seen_events = Table(
 )
 """Every event id the router has delivered, and where it read it: the same id again is
 delivered once; the same record again (a batch redelivered) is skipped without a word."""
+
+
+# The HTTP gateway (`services.gateway`): who may send over HTTP, and what it took.
+
+gateway_tokens = Table(
+    "gateway_tokens",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("agency", String(AGENCY), nullable=False, index=True),
+    Column("label", String(80), nullable=True, comment="What the token is for; no secret."),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+"""An agency's bearer tokens for the gateway, by their sha256: the token itself is
+shown once, when `ketenbus gateway token new` makes it, and kept nowhere."""
+
+gateway_events = Table(
+    "gateway_events",
+    metadata,
+    Column("event_id", Uuid(), primary_key=True),
+    Column("agency", String(AGENCY), nullable=False),
+    Column("digest", String(64), nullable=False, comment="sha256 of the event as taken."),
+    Column("accepted_at", UtcDateTime(), nullable=False, index=True),
+)
+"""Every event the gateway handed to Kafka (acknowledged by every in-sync replica):
+the same id again is answered as accepted without being sent twice."""

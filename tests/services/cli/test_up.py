@@ -10,12 +10,17 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from contracts.agency_client import AgencyKeys
+from contracts.envelope import CONTENT_TYPE
+from services.runtime.config.registry import load_registry
 from services.runtime.kafka.embedded import free_port
+from tests._testutil import EventFactory
 
 pytestmark = pytest.mark.broker
 
@@ -62,6 +67,44 @@ def _case_with_accepted_handoff(env: dict[str, str], timeout: float) -> dict[str
     raise AssertionError(f"no case with an accepted handoff in {timeout} s")
 
 
+def _case_opened_through_the_gateway(
+    env: dict[str, str], data_dir: Path, timeout: float
+) -> dict[str, object]:
+    """Open a case as uwv over HTTP, with a token the CLI made; the case as the tracker has it."""
+    token = subprocess.run(
+        [*KETENBUS, "gateway", "token", "new", "uwv"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.strip()
+    keys = AgencyKeys.load(data_dir / "demo-keys" / "uwv.key", "uwv")
+    case_id = uuid.uuid4()
+    value = keys.sign(
+        EventFactory(load_registry(data_dir / "demo-registry.yaml")).opened(case_id).to_json()
+    )
+    answer = httpx.post(
+        f"http://127.0.0.1:{env['KETENBUS_GATEWAY_PORT']}/v1/events",
+        content=value,
+        headers={"content-type": CONTENT_TYPE, "authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert 202 == answer.status_code, answer.text
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = subprocess.run(
+            [*KETENBUS, "case", str(case_id), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if shown.returncode == 0:
+            return dict(json.loads(shown.stdout))
+        time.sleep(1)
+    raise AssertionError(f"case {case_id} sent through the gateway not tracked in {timeout} s")
+
+
 def _demo_operator_login(console: str, data_dir: Path) -> object:
     """Log in as the demo's operator with the password from the credentials file."""
     lines = (data_dir / "console-credentials.txt").read_text(encoding="utf-8").splitlines()
@@ -79,6 +122,7 @@ def test_up_with_demo_is_healthy_moves_cases_and_stops_everything(tmp_path: Path
         **os.environ,
         "KETENBUS_BROKER_PORT": str(free_port()),
         "KETENBUS_CONSOLE_PORT": str(free_port()),
+        "KETENBUS_GATEWAY_PORT": str(free_port()),
         "KETENBUS_DATA_DIR": str(tmp_path / "state"),
         "KETENBUS_LOG_FORMAT": "json",
     }
@@ -93,6 +137,7 @@ def test_up_with_demo_is_healthy_moves_cases_and_stops_everything(tmp_path: Path
             f"http://127.0.0.1:{env['KETENBUS_CONSOLE_PORT']}/healthz", process, timeout=60
         )
         case = _case_with_accepted_handoff(env, timeout=60)
+        over_http = _case_opened_through_the_gateway(env, tmp_path / "state", timeout=30)
         whoami = _demo_operator_login(
             f"http://127.0.0.1:{env['KETENBUS_CONSOLE_PORT']}", tmp_path / "state"
         )
@@ -102,9 +147,11 @@ def test_up_with_demo_is_healthy_moves_cases_and_stops_everything(tmp_path: Path
         log.close()
 
     assert "up" == health["status"]
-    assert {"router", "tracker", "escalation"} == set(health["services"])  # type: ignore[arg-type]
+    services = set(health["services"])  # type: ignore[call-overload]
+    assert {"router", "tracker", "escalation", "gateway"} == services
     assert "up" == health["broker"]["state"]  # type: ignore[index]
     assert "open" == case["status"] or "closed" == case["status"]
+    assert ("open", "uwv") == (over_http["status"], over_http["holder"])
     assert {"name": "operator", "role": "operator", "team": None} == whoami
     assert 0o600 == stat.S_IMODE((tmp_path / "state" / "console-credentials.txt").stat().st_mode)
     assert 0 == code
@@ -145,6 +192,7 @@ def test_a_killed_embedded_broker_is_reported_and_the_bus_recovers_on_its_own(
         **os.environ,
         "KETENBUS_BROKER_PORT": str(free_port()),
         "KETENBUS_CONSOLE_PORT": str(free_port()),
+        "KETENBUS_GATEWAY_PORT": str(free_port()),
         "KETENBUS_DATA_DIR": str(tmp_path / "state"),
         "KETENBUS_LOG_FORMAT": "json",
     }

@@ -23,6 +23,7 @@ from services.runtime.kafka import acl as acl_module
 from services.runtime.kafka.acl import (
     CONSOLE,
     ESCALATION,
+    GATEWAY,
     INIT,
     ROUTER,
     SERVICE_PRINCIPALS,
@@ -174,9 +175,12 @@ def test_every_outbox_has_one_agency_writer_besides_the_console_and_every_inbox_
 
     for agency in registry.agencies:
         outbox = topics.outbox(agency.code)
-        # The console only puts back dead letters as their agency signed them (the router
-        # checks that signature again), so it can replay but never speak for an agency.
-        assert [agency_principal(agency.code), CONSOLE] == [p for (t, p) in writers if t == outbox]
+        # The console only puts back dead letters as their agency signed them, and the
+        # gateway only what the agency sent it signed (the router checks each signature
+        # again), so either can write there but neither can speak for an agency.
+        assert [agency_principal(agency.code), CONSOLE, GATEWAY] == [
+            p for (t, p) in writers if t == outbox
+        ]
         assert 1 == agency_readers[topics.inbox(agency.code)]
 
 

@@ -1,0 +1,32 @@
+"""The gateway's HTTP application: the ingress endpoint and its OpenAPI document."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from contracts.registry import AgencyRegistry
+from services.gateway.ingress import Ingress
+from services.gateway.openapi import DOCUMENT
+from services.runtime.config.settings import Settings
+
+
+async def _openapi(_: Request) -> JSONResponse:
+    return JSONResponse(DOCUMENT)
+
+
+def create_gateway(
+    settings: Settings, registry: AgencyRegistry, engine: AsyncEngine, broker: KafkaBroker
+) -> Starlette:
+    """The gateway app; `broker` must be started before the first request is served."""
+    ingress = Ingress(settings, registry, engine, broker)
+    return Starlette(
+        routes=[
+            Route("/v1/events", ingress.endpoint, methods=["POST"]),
+            Route("/openapi.json", _openapi, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,181 @@
+"""What an HTTP request carries, in the CloudEvents HTTP binding, as the events the bus takes.
+
+- structured (`application/cloudevents+json`): the body is the event, and goes
+  to Kafka byte for byte;
+- batch (`application/cloudevents-batch+json`): a JSON array of events, each
+  written out again as compact JSON (its signature covers the values, in RFC
+  8785's canonical form, not the bytes);
+- binary (a `ce-specversion` header): each `ce-<name>` header an attribute
+  (percent-decoded; `sequence` the integer the envelope makes it), the
+  `Content-Type` the `datacontenttype` and the JSON body the `data`; the
+  agency signs that event as structured mode would carry it.
+
+Each event must then parse as the envelope and its data say (`contracts.parse`)
+and come from the calling agency; the router checks everything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+from uuid import UUID
+
+from contracts.canonical import canonical_json
+from contracts.envelope import MAX_EVENT_BYTES, oin_of_source
+from contracts.parse import EventRejected, parse_event, read_json
+from services.gateway.problems import Problem
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+MAX_BATCH_EVENTS = 100
+MAX_BODY_BYTES = MAX_BATCH_EVENTS * MAX_EVENT_BYTES
+"""A request's limit: a batch of the most events, each of the most bytes."""
+
+_INTEGER_ATTRIBUTES = frozenset({"sequence"})
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """One event of a request, read and checked, as it goes to the agency's outbox."""
+
+    event_id: UUID
+    case_id: UUID
+    value: bytes
+    digest: str
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def values_of(headers: Mapping[str, str], body: bytes) -> list[bytes]:
+    """The event values in a request, in the order sent; 415 for another media type."""
+    media = media_type(headers.get("content-type"))
+    if media == STRUCTURED:
+        return [body]
+    if media == BATCH:
+        return _batch(body)
+    if "ce-specversion" in headers:
+        return [_binary(headers, body)]
+    raise Problem(
+        415,
+        "unsupported-media-type",
+        "Unsupported media type",
+        f"{media or 'no Content-Type'} is not a CloudEvents HTTP mode; send "
+        f"{STRUCTURED}, {BATCH}, or binary mode (ce-* headers, application/json body)",
+    )
+
+
+def _batch(body: bytes) -> list[bytes]:
+    document = _json(body, "the batch")
+    if not isinstance(document, list):
+        raise _bad("the batch is not a JSON array of events")
+    if len(document) > MAX_BATCH_EVENTS:
+        raise Problem(
+            413,
+            "too-many-events",
+            "Too many events",
+            f"{len(document)} events in one batch; at most {MAX_BATCH_EVENTS}",
+        )
+    if not document:
+        raise _bad("the batch holds no event")
+    return [
+        json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode() for item in document
+    ]
+
+
+def _binary(headers: Mapping[str, str], body: bytes) -> bytes:
+    media = media_type(headers.get("content-type"))
+    if media != "application/json":
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"binary mode carries JSON data here; Content-Type {media or '(none)'} is not "
+            "application/json",
+        )
+    document: dict[str, Any] = {}
+    for name, value in headers.items():
+        if name.startswith("ce-"):
+            attribute = name[3:]
+            text = unquote(value)
+            document[attribute] = (
+                _integer(attribute, text) if attribute in _INTEGER_ATTRIBUTES else text
+            )
+    document["datacontenttype"] = "application/json"
+    document["data"] = _json(body, "the data")
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _integer(attribute: str, text: str) -> int:
+    if not text.isdigit():
+        raise _bad(f"ce-{attribute} is {text!r}, not a whole number", field=attribute)
+    return int(text)
+
+
+def _json(body: bytes, what: str) -> Any:
+    try:
+        return read_json(body)
+    except (ValueError, RecursionError):
+        raise _bad(f"{what} is not JSON") from None
+
+
+def _bad(detail: str, *, field: str = "(event)", code: str = "malformed-json") -> Problem:
+    return Problem(
+        400,
+        "invalid-event",
+        "Invalid event",
+        detail,
+        errors=[{"index": 0, "reason_code": code, "field": field, "detail": detail}],
+    )
+
+
+def take(values: list[bytes], agency: str, oin: str) -> list[Taken]:
+    """Each value as an event of `agency`; one problem naming every event that is not."""
+    taken: list[Taken] = []
+    errors: list[dict[str, Any]] = []
+    foreign: list[int] = []
+    for index, value in enumerate(values):
+        if len(value) > MAX_EVENT_BYTES:
+            raise Problem(
+                413,
+                "event-too-large",
+                "Event too large",
+                f"event {index} is {len(value)} bytes, more than 64 KB ({MAX_EVENT_BYTES} "
+                "bytes); send large documents by reference (dataref)",
+            )
+        try:
+            event = parse_event(value)
+        except EventRejected as exc:
+            errors.append(
+                {"index": index, "reason_code": exc.code, "field": exc.field, "detail": str(exc)}
+            )
+            continue
+        if oin_of_source(event.source) != oin:
+            foreign.append(index)
+            continue
+        taken.append(Taken(event.id, event.subject, value, _digest(value)))
+    if errors:
+        detail = "; ".join(f"event {e['index']}: {e['detail']}" for e in errors)
+        raise Problem(400, "invalid-event", "Invalid event", detail, errors=errors)
+    if foreign:
+        raise Problem(
+            403,
+            "foreign-source",
+            "Not this agency's event",
+            f"event(s) {', '.join(map(str, foreign))} name another source than agency "
+            f"{agency} (urn:nld:oin:{oin}:systeem:...); a token sends for its own agency only",
+        )
+    return taken
+
+
+def _digest(value: bytes) -> str:
+    """Of the canonical form: the same event sent again in other whitespace is the same."""
+    try:
+        return hashlib.sha256(canonical_json(read_json(value))).hexdigest()
+    except ValueError:
+        return hashlib.sha256(value).hexdigest()

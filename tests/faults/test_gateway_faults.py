@@ -1,0 +1,152 @@
+"""The HTTP gateway killed with SIGKILL in the middle of taking events: every event it
+answered 202 for reaches the case log, and each is applied once. Real processes: the
+gateway, router, tracker and escalation service, the embedded broker and PostgreSQL.
+
+Size: KETENBUS_FAULT_EVENTS events (default 2000; `make faults` runs 10000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from contracts import topics
+from contracts.agency_client import AgencyKeys
+from contracts.registry import AgencyRegistry
+from services.gateway import tokens
+from services.gateway.intake import BATCH
+from services.runtime.kafka.embedded import free_port
+from services.runtime.store.tables import router_seen_events
+from tests.faults.harness import (
+    HOLDER,
+    Bus,
+    Service,
+    case_scripts,
+    fault_events,
+    read_topic,
+    reason_codes,
+    scaled,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+
+BATCH_EVENTS = 20
+
+
+async def _until_answering(client: httpx.AsyncClient, service: Service, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert service.alive, service.log_tail()
+        try:
+            if (await client.get("/openapi.json")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the gateway did not answer in {timeout} s:\n{service.log_tail()}")
+
+
+async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and_applies_none_twice(
+    tmp_path: Path,
+    signed_registry: AgencyRegistry,
+    agency_keys: dict[str, AgencyKeys],
+    database_url: str,
+    fault_results: Any,
+) -> None:
+    scripts = case_scripts(fault_events() // 2, signed_registry, agency_keys)
+    # The holder's half of each case, opened and handed on, in case order per batch.
+    events = [wire for script in scripts for _, wire in script.first]
+    batches = [events[i : i + BATCH_EVENTS] for i in range(0, len(events), BATCH_EVENTS)]
+    kill_at = len(batches) // 2
+    bus = Bus(tmp_path, signed_registry, database_url)
+    answered: list[str] = []
+    failed_requests = 0
+    try:
+        await bus.start()
+        # Chosen once the others are: a port handed out twice would stop the gateway.
+        taken = {int(bus.bootstrap.rsplit(":", 1)[1])}
+        taken |= {service.health_port for service in bus.services.values()}
+        port = next(p for p in iter(free_port, 0) if p not in taken)
+        env = {
+            **bus.services["router"].env,
+            "KETENBUS_GATEWAY_PORT": str(port),
+            # The test measures loss, not the agency's rate.
+            "KETENBUS_GATEWAY_RATE": "1000000",
+            "KETENBUS_GATEWAY_BURST": "1000000",
+        }
+        gateway = bus.services["gateway"] = Service("gateway", env, tmp_path / "logs")
+        gateway.start()
+        token = await tokens.issue(bus.engine, HOLDER, "fault test")
+        headers = {"content-type": BATCH, "authorization": f"Bearer {token}"}
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            await _until_answering(client, gateway, scaled(30))
+            for number, batch in enumerate(batches):
+                body = b"[" + b",".join(batch) + b"]"
+                for _ in range(20):  # bounded: a batch is sent again until it is answered
+                    request = asyncio.create_task(
+                        client.post("/v1/events", content=body, headers=headers)
+                    )
+                    if number == kill_at and gateway.starts == 1:
+                        # While the request is in flight: it may be on Kafka, unanswered.
+                        await asyncio.sleep(0.005)
+                        gateway.kill()
+                        gateway.start()
+                    try:
+                        response = await request
+                    except httpx.HTTPError:
+                        failed_requests += 1
+                        await _until_answering(client, gateway, scaled(30))
+                        continue
+                    assert 202 == response.status_code, response.text
+                    answered += response.json()["accepted"]
+                    break
+                else:
+                    raise AssertionError(f"batch {number} was never answered")
+        taking = time.monotonic() - started
+        wanted = {uuid.UUID(i) for i in answered}
+        await bus.wait_until(
+            lambda counts: min(counts["router"], counts["tracker"]) >= len(wanted),
+            scaled(60),
+            what="every answered event routed and on the tracker's timeline",
+        )
+        await asyncio.sleep(1.0)  # a late copy would show in the counts now
+        routed = await bus.ids(router_seen_events)
+        timeline = await bus.timeline()
+        outbox = await read_topic(bus.bootstrap, topics.outbox(HOLDER), quiet=0.5)
+        dead_letters = await read_topic(bus.bootstrap, topics.DLQ, quiet=0.5)
+        states = await bus.case_states(script.case_id for script in scripts)
+    finally:
+        exit_codes = await bus.close()
+
+    on_timeline = Counter(event_id for event_id, _ in timeline)
+    fault_results(
+        {
+            "events": len(events),
+            "answered": len(answered),
+            "requests_failed_by_the_kill": failed_requests,
+            "outbox_records": len(outbox),
+            "sent_twice_after_the_kill": len(outbox) - len(events),
+            "lost": len(wanted - set(on_timeline)),
+            "dead_letters": dict(reason_codes(dead_letters)),
+            "taking_s": round(taking, 2),
+        }
+    )
+    assert len(events) == len(answered) == len(wanted)
+    assert 2 == gateway.starts
+    assert wanted == set(routed)
+    assert wanted == set(on_timeline)
+    assert [] == [event_id for event_id, times in on_timeline.items() if times > 1]
+    assert [] == [event_id for event_id, applied in timeline if not applied]
+    # What the killed gateway had sent but not answered came again; the router let one in.
+    assert len(outbox) - len(events) == reason_codes(dead_letters).get("duplicate-event-id", 0)
+    assert {"duplicate-event-id"} >= set(reason_codes(dead_letters))
+    assert Counter({("open", HOLDER): len(scripts)}) == states
+    assert 0 == exit_codes["gateway"]

@@ -36,6 +36,8 @@ REASON_CODES: Mapping[str, str] = MappingProxyType(
         "not-permitted": "not the sender's to do on the case, or a case the bus does not know",
         "processing-failed": "a service could not process the record after "
         "KETENBUS_MAX_ATTEMPTS tries",
+        "webhook-undeliverable": "the receiver's webhook did not take the event within "
+        "KETENBUS_WEBHOOK_HORIZON",
     }
 )
 """Every reason code, with when it is given."""

@@ -218,6 +218,33 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" -
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.gm0363.outbox
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.minszw.outbox
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.minszw.outbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --topic agency.belastingdienst.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.belastingdienst.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --topic agency.toeslagen.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.toeslagen.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --topic agency.uwv.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.uwv.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --topic agency.svb.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.svb.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --topic agency.cjib.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.cjib.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --topic agency.cak.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.cak.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --topic agency.gm0363.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.gm0363.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --topic agency.minszw.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic agency.minszw.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Read --group ketenbus-gateway
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic ketenbus.dlq
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Describe --topic ketenbus.dlq
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.belastingdienst.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.toeslagen.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.uwv.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.svb.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.cjib.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.cak.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.gm0363.inbox
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-gateway --operation Write --topic agency.minszw.inbox
 
 # User:ketenbus-init
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:ketenbus-init --operation Create --topic ketenbus.cases

@@ -30,6 +30,7 @@ from services.cli import (
     tail_cmd,
     trace_cmd,
     up_cmd,
+    webhooks_cmd,
 )
 from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
@@ -71,6 +72,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(alerts_cmd.app, name="alerts")
 app.add_typer(gateway_cmd.app, name="gateway")
+app.add_typer(webhooks_cmd.app, name="webhooks")
 
 
 def main() -> None:

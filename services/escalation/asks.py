@@ -22,9 +22,9 @@ from contracts.events import (
     TeamRef,
 )
 from services.escalation.levels import Cause, Context, raise_escalation
-from services.escalation.messages import Origin, refusal_messages
 from services.escalation.model import CaseFile, Escalation
 from services.escalation.workspace import Cancel, Workspace
+from services.runtime.kafka.refusals import Origin, refusal_messages
 
 
 def manual(
@@ -69,7 +69,14 @@ def refused(
         return False
     ws.send(
         refusal_messages(
-            origin, event, sender=emitter, code=code, reason=reason, source=ctx.source, now=ctx.now
+            origin,
+            event,
+            sender=emitter,
+            code=code,
+            reason=reason,
+            source=ctx.source,
+            now=ctx.now,
+            rejected_by="escalation",
         )
     )
     ws.note(

@@ -29,12 +29,12 @@ from services.escalation import store, timers
 from services.escalation.audit import audited
 from services.escalation.fire import deadline_timer_id, expiry_raise_id
 from services.escalation.levels import Context
-from services.escalation.messages import Origin
 from services.escalation.react import inert, react
 from services.escalation.workspace import Workspace, log_notes
 from services.escalation.writes import writing
 from services.runtime.consumer.case_log import case_event_of
 from services.runtime.kafka.clients import Outgoing
+from services.runtime.kafka.refusals import Origin
 
 Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
 

@@ -10,35 +10,16 @@ came, to the dead-letter topic, and the sender is told in its inbox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from contracts import topics
 from contracts.envelope import CONTENT_TYPE, CaseEvent
 from contracts.events import (
-    DeliveryFailed,
-    DeliveryFailure,
     EscalationRaised,
     EscalationResolved,
     HandoffExpired,
 )
-from services.escalation.model import derived_id
 from services.runtime.kafka.clients import Outgoing
-
-REJECTED_BY = "escalation"
-"""The `ketenbus-rejected-by` header of the service's dead letters."""
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a case-log record was read: what a dead letter and a notice point back to."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
 
 
 def _to(topic: str, event: CaseEvent[Any], value: bytes | None = None) -> Outgoing:
@@ -68,46 +49,4 @@ def expired_messages(event: HandoffExpired) -> list[Outgoing]:
     return [
         _to(topics.CASES, event, value),
         *(_to(topics.inbox(code), event, value) for code in parties),
-    ]
-
-
-def refusal_messages(
-    origin: Origin,
-    event: CaseEvent[Any],
-    *,
-    sender: str,
-    code: str,
-    reason: str,
-    source: str,
-    now: datetime,
-) -> list[Outgoing]:
-    """The dead letter (the record as it was) and the sender's `delivery-failed` notice."""
-    headers = {
-        topics.DLQ_REASON: reason,
-        topics.DLQ_REASON_CODE: code,
-        topics.DLQ_ORIGIN_TOPIC: origin.topic,
-        topics.DLQ_ORIGIN_PARTITION: str(origin.partition),
-        topics.DLQ_ORIGIN_OFFSET: str(origin.offset),
-        topics.DLQ_REJECTED_BY: REJECTED_BY,
-    }
-    notice = DeliveryFailed.new(
-        source=source,
-        case_id=event.subject,
-        correlationid=event.correlationid,
-        causationid=event.id,
-        time=now,
-        data=DeliveryFailure(
-            reason_code=code,
-            reason=reason,
-            rejected_event_id=str(event.id),
-            topic=origin.topic,
-            partition=origin.partition,
-            offset=origin.offset,
-        ),
-    )
-    # Derived from the refused event, so a replayed refusal is the same notice.
-    notice = notice.model_copy(update={"id": derived_id(event.id, "delivery-failed")})
-    return [
-        Outgoing(topics.DLQ, origin.key, origin.value, headers, str(event.correlationid)),
-        _to(topics.inbox(sender), notice),
     ]

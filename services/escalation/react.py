@@ -41,9 +41,9 @@ from services.escalation.fire import (
     void_expiry,
 )
 from services.escalation.levels import Cause, Context, raise_escalation
-from services.escalation.messages import Origin
 from services.escalation.model import CaseFile, Timer
 from services.escalation.workspace import Cancel, Workspace
+from services.runtime.kafka.refusals import Origin
 
 
 def react(

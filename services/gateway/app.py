@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -12,6 +13,7 @@ from starlette.routing import Route
 from contracts.registry import AgencyRegistry
 from services.gateway.ingress import Ingress
 from services.gateway.openapi import DOCUMENT
+from services.gateway.subscriptions_api import SubscriptionsApi
 from services.runtime.config.settings import Settings
 
 
@@ -20,13 +22,24 @@ async def _openapi(_: Request) -> JSONResponse:
 
 
 def create_gateway(
-    settings: Settings, registry: AgencyRegistry, engine: AsyncEngine, broker: KafkaBroker
+    settings: Settings,
+    registry: AgencyRegistry,
+    engine: AsyncEngine,
+    broker: KafkaBroker,
+    client: httpx.AsyncClient | None = None,
 ) -> Starlette:
-    """The gateway app; `broker` must be started before the first request is served."""
+    """The gateway app; `broker` must be started before the first request is served.
+
+    `client`: what the subscription handshake calls receivers with (None: one per call).
+    """
     ingress = Ingress(settings, registry, engine, broker)
+    api = SubscriptionsApi(registry, engine, client)
     return Starlette(
         routes=[
             Route("/v1/events", ingress.endpoint, methods=["POST"]),
+            Route("/v1/subscriptions", api.create, methods=["POST"]),
+            Route("/v1/subscriptions", api.listing, methods=["GET"]),
+            Route("/v1/subscriptions/{id}", api.remove, methods=["DELETE"]),
             Route("/openapi.json", _openapi, methods=["GET"]),
         ]
     )

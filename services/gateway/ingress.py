@@ -109,21 +109,7 @@ class Ingress:
         )
 
     async def _agency(self, request: Request) -> str:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        agency = (
-            await tokens.agency_of(self.engine, token.strip())
-            if scheme.lower() == "bearer"
-            else None
-        )
-        if agency is None:
-            raise Problem(
-                401,
-                "unauthenticated",
-                "Not authenticated",
-                "send Authorization: Bearer <token>, a token `ketenbus gateway token new` made",
-                headers={"WWW-Authenticate": 'Bearer realm="ketenbus"'},
-            )
-        return agency
+        return await agency_of_request(self.engine, request)
 
     async def _within_rate(self, agency: str, cost: int) -> None:
         if await self.limiter.hit(self.rate, agency, cost=cost):
@@ -187,10 +173,31 @@ class Ingress:
                         await connection.execute(insert(gateway_events), [row])
 
 
+async def agency_of_request(engine: AsyncEngine, request: Request) -> str:
+    """The agency the request's bearer token speaks for; 401 without a valid one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    agency = await tokens.agency_of(engine, token.strip()) if scheme.lower() == "bearer" else None
+    if agency is None:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Not authenticated",
+            "send Authorization: Bearer <token>, a token `ketenbus gateway token new` made",
+            headers={"WWW-Authenticate": 'Bearer realm="ketenbus"'},
+        )
+    return agency
+
+
 async def _body(request: Request) -> bytes:
     """The body, read no further than the largest request the gateway takes (413)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    # ASCII digits only: "²" is a digit to str.isdigit, not to int().
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > MAX_BODY_BYTES
+    ):
         raise _too_large()
     chunks: list[bytes] = []
     size = 0

@@ -16,6 +16,7 @@ and come from the calling agency; the router checks everything else.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from uuid import UUID
 from contracts.canonical import canonical_json
 from contracts.envelope import MAX_EVENT_BYTES, oin_of_source
 from contracts.parse import EventRejected, parse_event, read_json
+from contracts.screening import MAX_DEPTH, nesting_exceeds
 from services.gateway.problems import Problem
 
 STRUCTURED = "application/cloudevents+json"
@@ -71,6 +73,8 @@ def values_of(headers: Mapping[str, str], body: bytes) -> list[bytes]:
 
 
 def _batch(body: bytes) -> list[bytes]:
+    # An event inside the array is one level less deep than the batch.
+    _not_too_deep(body, MAX_DEPTH + 1, "an event of the batch")
     document = _json(body, "the batch")
     if not isinstance(document, list):
         raise _bad("the batch is not a JSON array of events")
@@ -83,9 +87,7 @@ def _batch(body: bytes) -> list[bytes]:
         )
     if not document:
         raise _bad("the batch holds no event")
-    return [
-        json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode() for item in document
-    ]
+    return [_compact(item) for item in document]
 
 
 def _binary(headers: Mapping[str, str], body: bytes) -> bytes:
@@ -107,14 +109,38 @@ def _binary(headers: Mapping[str, str], body: bytes) -> bytes:
                 _integer(attribute, text) if attribute in _INTEGER_ATTRIBUTES else text
             )
     document["datacontenttype"] = "application/json"
+    # The data is one level deeper in the event than in the body.
+    _not_too_deep(body, MAX_DEPTH - 1, "the data", field="data")
     document["data"] = _json(body, "the data")
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    return _compact(document)
+
+
+def _compact(value: Any) -> bytes:
+    """`value` as compact JSON, in UTF-8 where it can be.
+
+    A lone surrogate (which `read_json` reads, as `json.loads` does) has no UTF-8
+    form: it stays a `\\u` escape, so the event is refused for it as a structured
+    one is, not failed on. The caller bounds the nesting first (`_not_too_deep`).
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _not_too_deep(body: bytes, limit: int, what: str, *, field: str = "(event)") -> None:
+    """400 for nesting the router refuses (contracts.screening), before any walk of it."""
+    if nesting_exceeds(body, limit):
+        raise _bad(f"{what} nests objects and arrays more than {MAX_DEPTH} deep", field=field)
 
 
 def _integer(attribute: str, text: str) -> int:
-    if not text.isdigit():
-        raise _bad(f"ce-{attribute} is {text!r}, not a whole number", field=attribute)
-    return int(text)
+    # ASCII digits only ("²" is a digit to str.isdigit, not to int), and int()
+    # refuses more digits than sys.get_int_max_str_digits().
+    if text.isascii() and text.isdigit():
+        with contextlib.suppress(ValueError):
+            return int(text)
+    raise _bad(f"ce-{attribute} is {text[:40]!r}, not a whole number", field=attribute)
 
 
 def _json(body: bytes, what: str) -> Any:

@@ -5,26 +5,59 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.envelope import MAX_EVENT_BYTES
+from contracts.schemas import Envelope
 from services.gateway.intake import BATCH, MAX_BATCH_EVENTS, STRUCTURED
 from services.gateway.problems import MEDIA_TYPE as PROBLEM
 
-_EVENT: dict[str, Any] = {
-    "type": "object",
-    "description": "A CloudEvents 1.0 event in the NL GOV profile, signed by its agency "
-    "(`signingkey`, `signature`); see docs/contracts.md.",
-    "required": ["specversion", "id", "source", "type", "subject", "time", "data"],
-    "properties": {
-        "specversion": {"const": "1.0"},
-        "id": {"type": "string", "format": "uuid"},
-        "source": {"type": "string", "pattern": "^urn:nld:oin:[0-9]{20}:systeem:"},
-        "type": {"type": "string", "pattern": "^nl\\.overheid\\.ketenzaken\\."},
-        "subject": {"type": "string", "format": "uuid"},
-        "time": {"type": "string", "format": "date-time"},
-        "data": {"type": "object"},
-        "signingkey": {"type": "string"},
-        "signature": {"type": "string"},
-    },
-}
+
+def _event() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The envelope as the gateway parses it, and the schemas it refers to.
+
+    Made from the contract's own model (`contracts/schemas/envelope.json` is the
+    same), so the document cannot drift from what `POST /v1/events` takes: every
+    attribute the envelope requires, no others. What `data` holds is up to each
+    event type's schema (`contracts/schemas/<type>.json`).
+    """
+    schema = Envelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    referred: dict[str, Any] = schema.pop("$defs", {})
+    schema["description"] = (
+        "A CloudEvents 1.0 event in the NL GOV profile, signed by its agency "
+        "(`signingkey`, `signature`); `data` as its type's schema in contracts/schemas/ "
+        "says. See docs/contracts.md."
+    )
+    return schema, referred
+
+
+_EVENT, _EVENT_REFERRED = _event()
+
+_NOT_IN_HEADERS = frozenset({"data", "datacontenttype"})
+"""In binary mode the body is the data, and its Content-Type the datacontenttype."""
+
+
+def _binary_headers() -> list[dict[str, Any]]:
+    """Binary mode's `ce-*` headers, one per attribute: the value percent-encoded."""
+    headers = []
+    for name, attribute in _EVENT["properties"].items():
+        if name in _NOT_IN_HEADERS:
+            continue
+        # A nullable attribute is an absent header; a header is never JSON null.
+        schema = next(
+            (s for s in attribute.get("anyOf", [attribute]) if s.get("type") != "null"),
+            attribute,
+        )
+        headers.append(
+            {
+                "name": f"ce-{name}",
+                "in": "header",
+                "required": False,
+                "description": f"binary mode (Content-Type application/json): the event's "
+                f"`{name}`, percent-encoded, required as the Event schema says; not read in "
+                "the other modes",
+                "schema": {k: v for k, v in schema.items() if k not in {"title", "default"}},
+            }
+        )
+    return headers
+
 
 _PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -71,7 +104,7 @@ DOCUMENT: dict[str, Any] = {
     },
     "components": {
         "securitySchemes": {"agencyToken": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"Event": _EVENT, "Problem": _PROBLEM_SCHEMA},
+        "schemas": {"Event": _EVENT, **_EVENT_REFERRED, "Problem": _PROBLEM_SCHEMA},
     },
     "security": [{"agencyToken": []}],
     "paths": {
@@ -82,6 +115,7 @@ DOCUMENT: dict[str, Any] = {
                 "description": f"At most {MAX_EVENT_BYTES} bytes an event and "
                 f"{MAX_BATCH_EVENTS} events a batch. Answered once Kafka acknowledged every "
                 "event on every in-sync replica.",
+                "parameters": _binary_headers(),
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -126,7 +160,7 @@ DOCUMENT: dict[str, Any] = {
                     "400": _problem("An event that is not one; `errors` names each."),
                     "401": _problem(
                         "No valid token.",
-                        {"WWW-Authenticate": {"schema": {"type": "string"}}},
+                        {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
                     ),
                     "403": _problem("An event of another agency than the token's."),
                     "409": _problem("An event id taken before with other content."),
@@ -134,7 +168,12 @@ DOCUMENT: dict[str, Any] = {
                     "415": _problem("Not a CloudEvents HTTP mode."),
                     "429": _problem(
                         "Beyond the agency's rate.",
-                        {"Retry-After": {"schema": {"type": "integer"}}},
+                        {
+                            "Retry-After": {
+                                "required": True,
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                        },
                     ),
                 },
             }

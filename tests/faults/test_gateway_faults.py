@@ -8,24 +8,34 @@ Size: KETENBUS_FAULT_EVENTS events (default 2000; `make faults` runs 10000).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from contracts import topics
 from contracts.agency_client import AgencyKeys
+from contracts.parse import read_json
 from contracts.registry import AgencyRegistry
 from services.gateway import tokens
+from services.gateway.dispatch import ROUND
 from services.gateway.intake import BATCH
 from services.runtime.kafka.embedded import free_port
-from services.runtime.store.tables import router_seen_events
+from services.runtime.process.http import http_server
+from services.runtime.store.tables import router_seen_events, webhook_deliveries
 from tests.faults.harness import (
     HOLDER,
+    RECEIVER,
     Bus,
     Service,
     case_scripts,
@@ -149,4 +159,113 @@ async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and
     assert len(outbox) - len(events) == reason_codes(dead_letters).get("duplicate-event-id", 0)
     assert {"duplicate-event-id"} >= set(reason_codes(dead_letters))
     assert Counter({("open", HOLDER): len(scripts)}) == states
+    assert 0 == exit_codes["gateway"]
+
+
+class _Receiver:
+    """A webhook receiver on loopback: allows the bus in the handshake, takes every POST."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.posted = asyncio.Event()
+
+    async def until(self, reached: Callable[[set[str]], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not reached(set(self.ids)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{len(set(self.ids))} received in {timeout} s")
+            self.posted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.posted.wait(), min(left, 0.5))
+
+    async def endpoint(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=200, headers={"WebHook-Allowed-Origin": "ketenbus"})
+        await request.body()
+        self.ids.append(request.headers["webhook-id"])
+        self.posted.set()
+        return Response(status_code=204)
+
+
+async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox_event(
+    tmp_path: Path,
+    signed_registry: AgencyRegistry,
+    agency_keys: dict[str, AgencyKeys],
+    database_url: str,
+    fault_results: Any,
+) -> None:
+    scripts = case_scripts(fault_events() // 2, signed_registry, agency_keys)
+    events = [wire for script in scripts for _, wire in script.first]
+    receiver = _Receiver()
+    receiver_port = free_port()
+    app = Starlette(routes=[Route("/hook", receiver.endpoint, methods=["POST", "OPTIONS"])])
+    server = http_server(app, "127.0.0.1", receiver_port)
+    serving = asyncio.create_task(server.serve())
+    bus = Bus(tmp_path, signed_registry, database_url)
+    try:
+        await bus.start()
+        taken = {int(bus.bootstrap.rsplit(":", 1)[1]), receiver_port}
+        taken |= {service.health_port for service in bus.services.values()}
+        port = next(p for p in iter(free_port, 0) if p not in taken)
+        env = {
+            **bus.services["router"].env,
+            "KETENBUS_GATEWAY_PORT": str(port),
+            "KETENBUS_GATEWAY_RATE": "1000000",
+            "KETENBUS_GATEWAY_BURST": "1000000",
+        }
+        gateway = bus.services["gateway"] = Service("gateway", env, tmp_path / "logs")
+        gateway.start()
+        holder = await tokens.issue(bus.engine, HOLDER, "fault test")
+        receiving = await tokens.issue(bus.engine, RECEIVER, "fault test")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            await _until_answering(client, gateway, scaled(30))
+            made = await client.post(
+                "/v1/subscriptions",
+                json={"callbackUrl": f"http://127.0.0.1:{receiver_port}/hook"},
+                headers={"authorization": f"Bearer {receiving}"},
+            )
+            assert 201 == made.status_code, made.text
+            headers = {"content-type": BATCH, "authorization": f"Bearer {holder}"}
+            for start in range(0, len(events), 100):
+                body = b"[" + b",".join(events[start : start + 100]) + b"]"
+                answer = await client.post("/v1/events", content=body, headers=headers)
+                assert 202 == answer.status_code, answer.text
+        inbox = await read_topic(
+            bus.bootstrap,
+            topics.inbox(RECEIVER),
+            enough=lambda found: len(found) >= len(scripts),
+            timeout=scaled(60),
+        )
+        expected = {read_json(r.value)["id"] for r in inbox}
+        await receiver.until(lambda ids: len(ids) >= len(expected) // 2, scaled(60))
+        at_kill = len(set(receiver.ids))
+        gateway.kill()
+        gateway.start()
+        restarted = time.monotonic()
+        await receiver.until(lambda ids: ids >= expected, scaled(60))
+        recovery = time.monotonic() - restarted
+        await asyncio.sleep(1.0)  # a late copy would show now
+        delivered = await bus.count(webhook_deliveries)
+    finally:
+        exit_codes = await bus.close()
+        server.should_exit = True
+        await serving
+
+    twice = Counter(receiver.ids)
+    fault_results(
+        {
+            "inbox_events": len(expected),
+            "received": len(receiver.ids),
+            "received_at_kill": at_kill,
+            "received_twice": sum(1 for n in twice.values() if n > 1),
+            "recovery_s": round(recovery, 2),
+            "delivery_rows": delivered,
+        }
+    )
+    assert len(scripts) <= len(expected)
+    assert expected == set(receiver.ids)
+    # At least once: only what was in flight when the gateway died can come twice.
+    assert sum(n - 1 for n in twice.values()) <= ROUND
+    assert len(expected) == delivered
     assert 0 == exit_codes["gateway"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -145,6 +146,21 @@ class Settings(BaseSettings):
         ge=1,
         description="Events one agency may send through the gateway at once before "
         "`KETENBUS_GATEWAY_RATE` applies.",
+    )
+
+    webhook_horizon: PositiveDuration = Field(
+        default=timedelta(hours=24),
+        description="How long the gateway keeps retrying a webhook delivery, as an ISO 8601 "
+        "duration (PT24H); then it is a dead letter and the sender is told.",
+    )
+    webhook_retry_base_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="The first pause before a failed webhook delivery is tried again; each "
+        "next one doubles (at most an hour), with jitter.",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds a webhook receiver has to answer one POST."
     )
 
     # Escalation teams' feed (issue 6): where `ketenbus alerts` finds the console.

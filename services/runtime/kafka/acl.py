@@ -76,6 +76,7 @@ SERVICE_PRINCIPALS = {
 ROUTER_GROUP = "ketenbus-router"
 TRACKER_GROUP = "ketenbus-tracker"
 ESCALATION_GROUP = "ketenbus-escalation"
+GATEWAY_GROUP = "ketenbus-gateway"
 
 CONSOLE_READS: tuple[str, ...] = (topics.DLQ,)
 """Topics the console reads records of: the dead letters it lists, shows and counts.
@@ -167,6 +168,11 @@ def kafka_acls(registry: AgencyRegistry) -> list[Acl]:
     # The gateway puts what agencies send over HTTP on their outboxes, as they signed it;
     # the router checks it there like any other event.
     acls += _writes(GATEWAY, outboxes)
+    # Webhooks: it reads every inbox in its own group, and a delivery it gives up goes to
+    # the dead letters, with a notice to the sender's inbox.
+    acls += _reads(GATEWAY, inboxes)
+    acls.append(_group(GATEWAY, GATEWAY_GROUP))
+    acls += _writes(GATEWAY, [topics.DLQ, *inboxes])
 
     # The set-up job creates exactly the topics of this registry, then waits until it sees them.
     acls += [

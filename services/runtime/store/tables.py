@@ -359,3 +359,71 @@ gateway_events = Table(
 )
 """Every event the gateway handed to Kafka (acknowledged by every in-sync replica):
 the same id again is answered as accepted without being sent twice."""
+
+SUBSCRIPTION_STATUSES = ("active", "ended")
+DELIVERY_STATUSES = ("pending", "delivered", "dead", "dropped")
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("subscription_id", Uuid(), primary_key=True),
+    Column("agency", String(AGENCY), nullable=False, index=True),
+    Column("callback_url", Text(), nullable=False),
+    Column(
+        "authorization",
+        Text(),
+        nullable=True,
+        comment="The Authorization header each delivery carries: the receiver's credential.",
+    ),
+    Column("signing_secret", String(80), nullable=False, comment="Standard Webhooks whsec_."),
+    Column("event_types", JSON(), nullable=False, comment="Event names delivered; []: all."),
+    Column("purpose", String(200), nullable=True),
+    Column("legal_basis", String(200), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=True),
+    Column("end_reason", String(300), nullable=True),
+    CheckConstraint(_one_of("status", SUBSCRIPTION_STATUSES), name="status"),
+)
+"""An agency's webhook: where the gateway POSTs what arrives in its inbox."""
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    # Integer on SQLite so the column is the rowid and numbers itself: the inbox's order.
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("subscription_id", Uuid(), nullable=False),
+    Column("event_id", Uuid(), nullable=False),
+    Column("case_id", Uuid(), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("body", Text(), nullable=False, comment="The inbox copy, as the router minimised it."),
+    Column("origin_partition", Integer, nullable=False, comment="Where it was read in the inbox."),
+    Column("origin_offset", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("retry_from", UtcDateTime(), nullable=False, comment="Start of the retry horizon."),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
+    Column("claimed_until", UtcDateTime(), nullable=True, comment="Its lease, in real time."),
+    Column("last_status", Integer, nullable=True, comment="The last answer's HTTP status."),
+    Column("last_error", String(300), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("subscription_id", "event_id"),
+    CheckConstraint(_one_of("status", DELIVERY_STATUSES), name="status"),
+    Index("ix_webhook_deliveries_open", "subscription_id", "case_id", "id"),
+)
+"""One event to one subscription: pending until the receiver answers 2xx, dead after
+the horizon, dropped when its subscription ended. Held in case order per case."""
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("delivery_id", BigInteger(), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("status", Integer, nullable=True, comment="HTTP status; NULL: no answer."),
+    Column("error", String(300), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    PrimaryKeyConstraint("delivery_id", "attempt"),
+)
+"""Every attempt of a delivery: when, what the receiver answered, how long it took."""

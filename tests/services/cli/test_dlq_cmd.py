@@ -27,13 +27,13 @@ from contracts.case import PersonalSection
 from contracts.registry import AgencyRegistry
 from services.cli import dlq_cmd
 from services.dead_letters import REPLAY_OF, NeedsConfirmation, NotReplayable
-from services.escalation.messages import Origin, refusal_messages
 from services.router.app import create_router
 from services.router.routing import CaseRouting
 from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
 from services.runtime.kafka.clients import Outgoing
 from services.runtime.kafka.embedded import EmbeddedBroker, free_port
+from services.runtime.kafka.refusals import Origin, refusal_messages
 from services.runtime.kafka.topics import ensure_topics
 from services.runtime.store.engine import make_engine, migrate
 from tests._testutil import EventFactory, headers_of, keyed, read_until, start_group_at_end
@@ -155,6 +155,7 @@ class Letters:
             reason=f"{code}: as a test refuses it",
             source=event.source,
             now=datetime.now(UTC),
+            rejected_by="escalation",
         )[0]
         return Outgoing(dead.topic, dead.key, dead.value, dict(dead.headers)), case_id
 

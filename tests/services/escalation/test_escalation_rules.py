@@ -37,10 +37,10 @@ from contracts.registry import AgencyRegistry
 from contracts.topics import CASES
 from services.escalation.fire import expiry_raise_id, fire
 from services.escalation.levels import Context
-from services.escalation.messages import Origin
 from services.escalation.model import Timer
 from services.escalation.react import inert, react
 from services.escalation.workspace import Workspace
+from services.runtime.kafka.refusals import Origin
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 ORIGIN = Origin("ketenbus.cases", 0, 7, None, b"{}")

@@ -1,0 +1,331 @@
+"""Webhook delivery: each pending delivery POSTed to its receiver until it answers 2xx.
+
+Per subscription, a case's deliveries go in the order its inbox had them: only
+the oldest pending delivery of a (subscription, case) is tried, so a receiver
+that fails one event of a case holds that case, not the others. Several
+gateway instances share the work: a round claims due deliveries under a lease
+(`claimed_until`: the receiver's timeout and five seconds) and whoever holds
+it does the attempt; what a killed instance held is free once its lease ends.
+
+Each POST is the inbox's copy in structured mode (`application/cloudevents+json`),
+with the subscription's `Authorization` and a Standard Webhooks signature of
+the body (`webhook-id` the event id, `webhook-timestamp`, `webhook-signature`,
+HMAC-SHA256 by the subscription's secret) that the receiver checks with any
+Standard Webhooks library. Every attempt is recorded (`webhook_attempts`).
+
+The answer decides: 2xx delivered; 410 ends the subscription (and drops what it
+still had to deliver); 429 waits as long as `Retry-After` says; anything else
+(or no answer in `KETENBUS_WEBHOOK_TIMEOUT_S`) waits twice as long as the last
+time, from `KETENBUS_WEBHOOK_RETRY_BASE_S` up to an hour, with jitter. A delivery
+whose next attempt would fall beyond `KETENBUS_WEBHOOK_HORIZON` is given up:
+its event goes to `ketenbus.dlq` with reason `webhook-undeliverable`, and the
+agency that sent it is told in its inbox. At least once: a receiver dedupes on
+`webhook-id`, which is the same for every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from faststream.kafka import KafkaBroker
+from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from standardwebhooks.webhooks import Webhook
+
+from contracts import topics
+from contracts.envelope import CONTENT_TYPE, source_urn
+from contracts.handoff import OPERATOR, emitter_of
+from contracts.parse import parse_event
+from contracts.registry import AgencyRegistry
+from services.gateway import subscriptions
+from services.runtime.config.settings import Settings
+from services.runtime.kafka.clients import publish_all
+from services.runtime.kafka.refusals import Origin, refusal_messages
+from services.runtime.observability.logging import get_logger
+from services.runtime.store.tables import (
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_subscriptions,
+)
+
+log = get_logger("ketenbus.gateway")
+
+SYSTEM = "ketenbus-gateway"
+"""The system name in the `source` of the notices the gateway sends."""
+LEASE_MARGIN = timedelta(seconds=5)
+"""A claim lasts the receiver's timeout and this: what a killed instance held is tried
+again by another that soon after."""
+ROUND = 50
+"""Deliveries claimed per round."""
+MAX_DELAY_S = 3600.0
+IDLE_S = 0.2
+UNDELIVERABLE = "webhook-undeliverable"
+
+
+def next_delay(attempts: int, base: float) -> float:
+    """After the `attempts`-th failure: base, 2 base, 4 base ... at most an hour, less up to half.
+
+    The jitter spreads the retries of receivers that failed together (an outage
+    of theirs) so they do not all come back at once.
+    """
+    ceiling = min(MAX_DELAY_S, base * 2 ** max(0, attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds a `Retry-After` asks for (a number or an HTTP date); None if it says nothing."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    with contextlib.suppress(TypeError, ValueError):
+        return max(0.0, (parsedate_to_datetime(text) - now).total_seconds())
+    return None
+
+
+@dataclass(slots=True)
+class Answer:
+    """What one attempt got: the status (None: no answer), why it failed, how long to wait."""
+
+    sent_at: datetime
+    started: float
+    status: int | None = None
+    error: str | None = None
+    wait: float | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: AgencyRegistry,
+        engine: AsyncEngine,
+        broker: KafkaBroker,
+        client: httpx.AsyncClient,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.engine = engine
+        self.broker = broker
+        self.client = client
+        self.source = source_urn(registry.operator.oin, SYSTEM)
+        self.lease = timedelta(seconds=settings.webhook_timeout_s) + LEASE_MARGIN
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until `stop`; a round that finds nothing due waits a moment."""
+        while not stop.is_set():
+            try:
+                done = await self.round()
+            except Exception:
+                # The store or Kafka away: the leases run out and the work comes again.
+                log.exception("webhook round failed")
+                done = 0
+            if not done:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), IDLE_S)
+
+    async def round(self) -> int:
+        """Claim the due deliveries and attempt each; how many were attempted."""
+        claimed = await self._claim(datetime.now(UTC))
+        await asyncio.gather(*(self._attempt(row) for row in claimed))
+        return len(claimed)
+
+    async def _claim(self, now: datetime) -> list[Any]:
+        d = webhook_deliveries.alias("d")
+        earlier = webhook_deliveries.alias("earlier")
+        head = ~exists(
+            select(earlier.c.id).where(
+                earlier.c.subscription_id == d.c.subscription_id,
+                earlier.c.case_id == d.c.case_id,
+                earlier.c.status == "pending",
+                earlier.c.id < d.c.id,
+            )
+        )
+        free = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
+        due = (
+            select(d.c.id)
+            .where(d.c.status == "pending", d.c.next_attempt_at <= now, free, head)
+            .order_by(d.c.next_attempt_at, d.c.id)
+            .limit(ROUND)
+        )
+        t = webhook_deliveries.c
+        async with self.engine.begin() as connection:
+            ids = list((await connection.execute(due)).scalars())
+            if not ids:
+                return []
+            won = await connection.execute(
+                update(webhook_deliveries)
+                .where(t.id.in_(ids), or_(t.claimed_until.is_(None), t.claimed_until < now))
+                .values(claimed_until=now + self.lease)
+                .returning(t.id)
+            )
+            mine = list(won.scalars())
+            s = webhook_subscriptions.c
+            rows = await connection.execute(
+                select(
+                    webhook_deliveries,
+                    s.agency,
+                    s.callback_url,
+                    s.authorization,
+                    s.signing_secret,
+                    s.status.label("subscription_status"),
+                )
+                .join(webhook_subscriptions, s.subscription_id == t.subscription_id)
+                .where(t.id.in_(mine))
+            )
+            return list(rows)
+
+    async def _attempt(self, row: Any) -> None:
+        if row.subscription_status != "active":
+            async with self.engine.begin() as connection:
+                await subscriptions.end(connection, row.subscription_id, "ended")
+            return
+        sent_at = datetime.now(UTC)
+        headers = {
+            "content-type": CONTENT_TYPE,
+            "webhook-id": str(row.event_id),
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": Webhook(row.signing_secret).sign(
+                str(row.event_id), sent_at, row.body
+            ),
+        }
+        if row.authorization:
+            headers["authorization"] = row.authorization
+        answer = Answer(sent_at, time.monotonic())
+        try:
+            response = await self.client.post(
+                row.callback_url,
+                content=row.body.encode(),
+                headers=headers,
+                timeout=self.settings.webhook_timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            answer.error = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            answer.status = response.status_code
+            answer.error = None if response.is_success else f"HTTP {response.status_code}"
+            if response.status_code == 429:
+                answer.wait = retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+        await self._settle(row, answer)
+
+    async def _settle(self, row: Any, answer: Answer) -> None:
+        status, error, wait = answer.status, answer.error, answer.wait
+        attempt = row.attempts + 1
+        now = datetime.now(UTC)
+        t = webhook_deliveries.c
+        record = {
+            "delivery_id": row.id,
+            "attempt": attempt,
+            "at": answer.sent_at,
+            "status": status,
+            "error": error,
+            "duration_ms": int((time.monotonic() - answer.started) * 1000),
+        }
+        this = update(webhook_deliveries).where(t.id == row.id)
+        outcome = {"attempts": attempt, "last_status": status, "last_error": error}
+        give_up = False
+        async with self.engine.begin() as connection:
+            await connection.execute(insert(webhook_attempts).values(**record))
+            if status is not None and 200 <= status < 300:
+                await connection.execute(
+                    this.values(
+                        **outcome,
+                        status="delivered",
+                        finished_at=now,
+                        next_attempt_at=None,
+                        claimed_until=None,
+                    )
+                )
+            elif status == 410:
+                await connection.execute(this.values(**outcome))
+                await subscriptions.end(
+                    connection, row.subscription_id, "the receiver answered 410 Gone"
+                )
+            else:
+                delay = (
+                    wait
+                    if wait is not None
+                    else next_delay(attempt, self.settings.webhook_retry_base_s)
+                )
+                next_at = now + timedelta(seconds=delay)
+                give_up = next_at > row.retry_from + self.settings.webhook_horizon
+                await connection.execute(
+                    this.values(
+                        **outcome,
+                        next_attempt_at=next_at,
+                        claimed_until=now + self.lease if give_up else None,
+                    )
+                )
+        log.info(
+            "webhook attempt",
+            case_id=str(row.case_id),
+            event_id=str(row.event_id),
+            subscription_id=str(row.subscription_id),
+            attempt=attempt,
+            status=status,
+            error=error,
+        )
+        if give_up:
+            await self._give_up(row, error or "no answer")
+
+    async def _give_up(self, row: Any, last: str) -> None:
+        """The dead letter and the sender's notice first, then the delivery marked dead.
+
+        In that order, so a crash in between gives the dead letter twice (the notice's
+        id is derived from the event, so the sender sees it once), never not at all.
+        """
+        event = parse_event(row.body.encode())
+        origin = Origin(
+            topics.inbox(row.agency),
+            row.origin_partition,
+            row.origin_offset,
+            str(row.case_id).encode(),
+            row.body.encode(),
+        )
+        reason = (
+            f"webhook-undeliverable: {row.callback_url} did not take the event within "
+            f"{self.settings.webhook_horizon} ({row.attempts + 1} attempts; last: {last})"
+        )
+        sender = emitter_of(event.source, self.registry)
+        messages = refusal_messages(
+            origin,
+            event,
+            sender=sender if sender not in (None, OPERATOR) else row.agency,
+            code=UNDELIVERABLE,
+            reason=reason,
+            source=self.source,
+            now=datetime.now(UTC),
+            rejected_by="gateway",
+        )
+        if sender in (None, OPERATOR):
+            messages = messages[:1]  # the bus's own event: nobody to tell but the operators
+        await publish_all(self.broker, messages)
+        t = webhook_deliveries.c
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(webhook_deliveries)
+                .where(t.id == row.id)
+                .values(
+                    status="dead",
+                    finished_at=datetime.now(UTC),
+                    next_attempt_at=None,
+                    claimed_until=None,
+                    attempts=row.attempts + 1,
+                )
+            )
+        log.warning(
+            "webhook delivery given up",
+            case_id=str(row.case_id),
+            event_id=str(row.event_id),
+            subscription_id=str(row.subscription_id),
+            reason_code=UNDELIVERABLE,
+        )

@@ -1,8 +1,12 @@
-"""The gateway under test: its app on a real broker and store, and a token per agency."""
+"""The gateway under test: its app on a real broker and store, and a token per agency.
+
+The gateway's tests have a broker of their own: they leave valid, routable events on the
+outboxes, which another test's router would read from the start and route.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -13,6 +17,21 @@ from services.gateway import tokens
 from services.gateway.app import create_gateway
 from services.runtime.config.settings import Settings
 from services.runtime.kafka.clients import make_broker
+from services.runtime.kafka.embedded import EmbeddedBroker, free_port
+from services.runtime.kafka.topics import bus_topics, ensure_topics
+
+
+@pytest.fixture(scope="session")
+def embedded_broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(free_port()) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+async def kafka(embedded_broker: EmbeddedBroker, registry: AgencyRegistry) -> str:
+    """The bootstrap address of the gateway tests' own broker, every bus topic created."""
+    await ensure_topics(embedded_broker.bootstrap, bus_topics(registry), partitions=3)
+    return embedded_broker.bootstrap
 
 
 @pytest.fixture

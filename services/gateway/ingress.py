@@ -65,7 +65,7 @@ class Ingress:
             return problem.response()
 
     async def _take(self, request: Request) -> Response:
-        agency = await self._agency(request)
+        agency = await agency_of_request(self.engine, request)
         body = await _body(request)
         values = values_of(request.headers, body)
         await self._within_rate(agency, len(values))
@@ -107,9 +107,6 @@ class Ingress:
             },
             202,
         )
-
-    async def _agency(self, request: Request) -> str:
-        return await agency_of_request(self.engine, request)
 
     async def _within_rate(self, agency: str, cost: int) -> None:
         if await self.limiter.hit(self.rate, agency, cost=cost):

@@ -50,6 +50,26 @@ pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 BATCH_EVENTS = 20
 
 
+def _start_gateway(
+    bus: Bus, tmp_path: Path, also_taken: frozenset[int] = frozenset()
+) -> tuple[Service, int]:
+    """A gateway process beside the bus, on a port of its own; the service and the port."""
+    # Chosen once the others are: a port handed out twice would stop the gateway.
+    taken = {int(bus.bootstrap.rsplit(":", 1)[1]), *also_taken}
+    taken |= {service.health_port for service in bus.services.values()}
+    port = next(p for p in iter(free_port, 0) if p not in taken)
+    env = {
+        **bus.services["router"].env,
+        "KETENBUS_GATEWAY_PORT": str(port),
+        # The tests measure loss, not the agency's rate.
+        "KETENBUS_GATEWAY_RATE": "1000000",
+        "KETENBUS_GATEWAY_BURST": "1000000",
+    }
+    gateway = bus.services["gateway"] = Service("gateway", env, tmp_path / "logs")
+    gateway.start()
+    return gateway, port
+
+
 async def _until_answering(client: httpx.AsyncClient, service: Service, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -80,19 +100,7 @@ async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and
     failed_requests = 0
     try:
         await bus.start()
-        # Chosen once the others are: a port handed out twice would stop the gateway.
-        taken = {int(bus.bootstrap.rsplit(":", 1)[1])}
-        taken |= {service.health_port for service in bus.services.values()}
-        port = next(p for p in iter(free_port, 0) if p not in taken)
-        env = {
-            **bus.services["router"].env,
-            "KETENBUS_GATEWAY_PORT": str(port),
-            # The test measures loss, not the agency's rate.
-            "KETENBUS_GATEWAY_RATE": "1000000",
-            "KETENBUS_GATEWAY_BURST": "1000000",
-        }
-        gateway = bus.services["gateway"] = Service("gateway", env, tmp_path / "logs")
-        gateway.start()
+        gateway, port = _start_gateway(bus, tmp_path)
         token = await tokens.issue(bus.engine, HOLDER, "fault test")
         headers = {"content-type": BATCH, "authorization": f"Bearer {token}"}
         started = time.monotonic()
@@ -205,17 +213,7 @@ async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox
     bus = Bus(tmp_path, signed_registry, database_url)
     try:
         await bus.start()
-        taken = {int(bus.bootstrap.rsplit(":", 1)[1]), receiver_port}
-        taken |= {service.health_port for service in bus.services.values()}
-        port = next(p for p in iter(free_port, 0) if p not in taken)
-        env = {
-            **bus.services["router"].env,
-            "KETENBUS_GATEWAY_PORT": str(port),
-            "KETENBUS_GATEWAY_RATE": "1000000",
-            "KETENBUS_GATEWAY_BURST": "1000000",
-        }
-        gateway = bus.services["gateway"] = Service("gateway", env, tmp_path / "logs")
-        gateway.start()
+        gateway, port = _start_gateway(bus, tmp_path, also_taken=frozenset({receiver_port}))
         holder = await tokens.issue(bus.engine, HOLDER, "fault test")
         receiving = await tokens.issue(bus.engine, RECEIVER, "fault test")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

@@ -32,6 +32,10 @@ it, every event signed with a key pair made for the run (the registry the
 router runs on has their public halves). The router's store is a temporary
 SQLite database, migrated for the run and removed after. Both run on a private
 embedded broker, started for the run and stopped after.
+
+`ketenbus bench router --instances 1,2` measures something else, in
+`bench.router_instances`: the same events through 1 router process and then 2
+in one consumer group, sharing one PostgreSQL store.
 """
 
 from __future__ import annotations

@@ -15,9 +15,11 @@ from contracts import topics
 from contracts.audit import AuditRecord
 from contracts.events import (
     EVENT_CLASSES,
+    DeliveryFailed,
     EscalationAcknowledged,
     EscalationRaised,
     EscalationResolved,
+    ZgwNotificatie,
 )
 
 OUTBOX = topics.outbox("{code}")
@@ -91,6 +93,30 @@ SERVICES = (
         sends=(
             Channel(topics.CASES, TeamAction, "A team's acknowledgement or resolution."),
             Channel(OUTBOX, AnyEvent, "A dead letter replayed to its origin outbox, as sent."),
+        ),
+    ),
+    Service(
+        "gateway",
+        "CloudEvents over HTTP for agency systems without Kafka: what they POST goes to "
+        "their outbox, what arrives in their inbox to their webhooks; ZGW systems' "
+        "Notificaties messages to the agencies subscribed to them.",
+        receives=(Channel(INBOX, AnyEvent, "What arrives for agency {code}, for its webhooks."),),
+        sends=(
+            Channel(OUTBOX, AnyEvent, "What agency {code} POSTed, as it signed it."),
+            Channel(
+                INBOX,
+                Union[DeliveryFailed, ZgwNotificatie],  # noqa: UP007 - the same form as AnyEvent
+                "A webhook delivery given up: the sender told; a ZGW system's Notificaties "
+                "message, to each agency subscribed to it.",
+            ),
+            Channel(topics.AUDIT, AuditRecord, "One hash-chained record per zgw-notificatie copy."),
+            Channel(
+                topics.CASES,
+                DeliveryFailed,
+                "The same notice when the event is a handoff request its receiver's webhook "
+                "never took: the escalation service escalates the handoff at once.",
+            ),
+            Channel(topics.DLQ, bytes, DEAD_LETTER),
         ),
     ),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 
 from contracts._types import (
     STRICT,
@@ -18,6 +18,9 @@ from contracts._types import (
 )
 from contracts.case import CaseContext, CaseFlag, EscalationPath
 from contracts.envelope import CaseEvent
+
+ZgwUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=1000)]
+"""A ZGW API resource URL, as the Notificaties API gives it (a `uri` of at most 1000)."""
 
 
 class CaseOpening(BaseModel):
@@ -161,6 +164,35 @@ class DeliveryFailure(BaseModel):
     offset: int
 
 
+class Notificatie(BaseModel):
+    """A VNG Notificaties API 1.0 message a ZGW system (Open Zaak, a zaaksysteem) sent.
+
+    The gateway takes it at `POST /api/v1/notificaties` and relays it to the
+    agencies that subscribe to `zgw-notificatie`; the fields are the message's
+    own, in snake_case. It says that a ZGW resource changed, never what it holds:
+    a receiver fetches the resource from `resource_url` with its own rights.
+    """
+
+    model_config = STRICT
+    afzender: AgencyCode = Field(
+        description="The agency whose ZGW system sent the message (by its gateway token)."
+    )
+    kanaal: Annotated[str, StringConstraints(min_length=1, max_length=50)] = Field(
+        description="The Notificaties channel: `zaken`, `documenten`, `besluiten`, ..."
+    )
+    hoofd_object: ZgwUrl = Field(description="The main object's URL (for `zaken` the zaak).")
+    resource: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    resource_url: ZgwUrl
+    actie: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="What happened to the resource: `create`, `update`, `destroy`, ..."
+    )
+    aanmaakdatum: AwareDatetime
+    kenmerken: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=100)],
+        Annotated[str, StringConstraints(max_length=1000)],
+    ] = Field(default_factory=dict, max_length=50)
+
+
 class CaseOpened(CaseEvent[CaseOpening]):
     name: ClassVar[str] = "case-opened"
     type: Literal["nl.overheid.ketenzaken.case-opened"]
@@ -223,6 +255,18 @@ class DeliveryFailed(CaseEvent[DeliveryFailure]):
     type: Literal["nl.overheid.ketenzaken.delivery-failed"]
 
 
+class ZgwNotificatie(CaseEvent[Notificatie]):
+    """Made by the gateway from a Notificaties message; `subject` is the zaak's case id.
+
+    The source is the bus operator's `ketenbus-gateway` system: the message came
+    unsigned, over HTTP, from the ZGW system the gateway authenticated. It is
+    not part of a case's custody (`contracts.handoff`).
+    """
+
+    name: ClassVar[str] = "zgw-notificatie"
+    type: Literal["nl.overheid.ketenzaken.zgw-notificatie"]
+
+
 AnyEvent = Annotated[
     CaseOpened
     | CaseContextUpdated
@@ -235,7 +279,8 @@ AnyEvent = Annotated[
     | EscalationAcknowledged
     | EscalationResolved
     | CaseClosed
-    | DeliveryFailed,
+    | DeliveryFailed
+    | ZgwNotificatie,
     Field(discriminator="type"),
 ]
 
@@ -254,6 +299,7 @@ EVENT_CLASSES: dict[str, type[CaseEvent[Any]]] = {
         EscalationResolved,
         CaseClosed,
         DeliveryFailed,
+        ZgwNotificatie,
     )
 }
 """Every event class by its event name (`handoff-requested`)."""

@@ -18,6 +18,12 @@ Who did it (`actor_of`): the agency behind the event's source, except for an
 acknowledgement or resolution from the console (`console_source`, the bus
 operator's `ketenbus-console` system): a team member acts there for its team,
 so it is the act of `data.team.agency`, held to that agency's rules.
+
+A `delivery-failed` is a notice to an agency, not part of a case, with one
+exception: the gateway's (`gateway_source`, the bus operator's
+`ketenbus-gateway` system) on the case log, when an agency's webhook never took
+a handoff request. The bus's notice is recorded there as its other events
+are, changing nothing but the last-event time; any agency's is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from contracts.events import (
     HandoffExpired,
     HandoffRejected,
     HandoffRequested,
+    ZgwNotificatie,
 )
 from contracts.registry import AgencyRegistry
 
@@ -46,6 +53,9 @@ OPERATOR = "ketenbus"
 
 CONSOLE_SYSTEM = "ketenbus-console"
 """The console's system name: its team actions come from the operator's OIN under it."""
+
+GATEWAY_SYSTEM = "ketenbus-gateway"
+"""The gateway's system name: the notices it sends come from the operator's OIN under it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,11 @@ def console_source(registry: AgencyRegistry) -> str:
     return source_urn(registry.operator.oin, CONSOLE_SYSTEM)
 
 
+def gateway_source(registry: AgencyRegistry) -> str:
+    """The `source` of the gateway's notices (a webhook delivery it gave up)."""
+    return source_urn(registry.operator.oin, GATEWAY_SYSTEM)
+
+
 def actor_of(event: CaseEvent[Any], registry: AgencyRegistry) -> str | None:
     """Whose act `event` is: its emitter (`emitter_of`), except a team's acknowledgement
     or resolution from the console, which is the act of the team's agency (None if that
@@ -144,8 +159,10 @@ def decide(  # noqa: PLR0911 - one return per rule reads better than a dispatch 
     """
     if emitter is None:
         return Refused(f"source OIN {oin_of_source(event.source)} is not in the agency registry")
-    if isinstance(event, DeliveryFailed):
+    if isinstance(event, DeliveryFailed) and emitter != OPERATOR:
         return Refused("delivery-failed is a notice to an agency, not part of a case")
+    if isinstance(event, ZgwNotificatie):
+        return Refused("zgw-notificatie relays a ZGW message; it is not part of a case")
     if isinstance(event, CaseOpened):
         return _open(case, event, emitter)
     if case is None:
@@ -165,8 +182,8 @@ def decide(  # noqa: PLR0911 - one return per rule reads better than a dispatch 
         return Applied(replace(seen, status="closed", pending=None))
     if isinstance(event, EscalationResolved):
         return _resolve(seen, event, emitter, path)
-    # Context updates and escalation events are recorded; the escalation columns
-    # on the timeline carry what they say.
+    # Context updates, escalation events and the bus's notices are recorded; the
+    # escalation columns on the timeline carry what they say.
     return Applied(seen)
 
 

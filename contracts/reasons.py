@@ -41,3 +41,7 @@ REASON_CODES: Mapping[str, str] = MappingProxyType(
     }
 )
 """Every reason code, with when it is given."""
+
+WEBHOOK_UNDELIVERABLE = "webhook-undeliverable"
+"""The gateway gave a webhook delivery up; the escalation service acts on it for a handoff
+request that never reached its receiver (see `contracts.handoff.gateway_source`)."""

@@ -14,11 +14,30 @@ bench_app = typer.Typer(
 
 @bench_app.command("router")
 def router(
+    *,
     events: int = typer.Option(20_000, "--events", min=100, help="Events per measured phase."),
     rounds: int = typer.Option(
         3, "--rounds", min=1, max=15, help="Relay and router pairs, in alternating order."
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
+    instances: str | None = typer.Option(
+        None,
+        "--instances",
+        help="Instead: router process counts to compare, comma-separated (1,2): the same "
+        "events through each, in one consumer group sharing one store, in --rounds rounds.",
+    ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        help="With --instances: postgres (default; a database made and dropped per run) or "
+        "sqlite (one write lock per file: a second router cannot add throughput).",
+    ),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="With --instances: the PostgreSQL server the runs' databases are made on; "
+        "unset: KETENBUS_TEST_POSTGRES_URL, else postgresql+asyncpg://postgres@127.0.0.1:5432/test.",
+    ),
 ) -> None:
     """The router against a minimal raw aiokafka relay that parses and verifies each event.
 
@@ -28,7 +47,34 @@ def router(
     custody in a SQLite store, minimises each receiver's copy and appends the audit
     chain; half the events open a case, half hand it on with sealed personal data. Both
     are measured `--rounds` times, one after the other; the figures are medians, the
-    ratio the median of the rounds' own ratios."""
+    ratio the median of the rounds' own ratios.
+
+    With --instances: 1 router process, then 2 (or the counts given), on the same events,
+    one consumer group on a 6-partition outbox, sharing one PostgreSQL store."""
+    if instances is not None:
+        from bench import router_instances as scale
+
+        try:
+            counts = scale.parse_counts(instances)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--instances") from None
+        if store not in (None, "postgres", "sqlite"):
+            raise typer.BadParameter("postgres or sqlite", param_hint="--store")
+        scaled = asyncio.run(
+            scale.bench_router_instances(
+                events,
+                counts,
+                rounds=rounds,
+                store=store or "postgres",
+                database_url=database_url or scale.DEFAULT_POSTGRES,
+            )
+        )
+        print(
+            json.dumps(scale.as_dict(scaled)) if as_json else "\n".join(scale.report_lines(scaled))
+        )
+        return
+    if store is not None or database_url is not None:
+        raise typer.BadParameter("only with --instances", param_hint="--store, --database-url")
     from bench.router import TARGET_EVENTS_PER_S, TARGET_RATIO, as_dict, bench_router, met
 
     result = asyncio.run(bench_router(events, rounds=rounds))
@@ -238,6 +284,134 @@ def latency(
         f"target              emit-to-inbox p99 < {result.target_inbox_p99_ms:.0f} ms "
         f"at 1,000/s: {verdict}{offered}"
     )
+
+
+@bench_app.command("gateway")
+def gateway(
+    *,
+    events: int = typer.Option(5_000, "--events", min=100, help="Events per side per round."),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, max=15, help="Relay and gateway pairs, in alternating order."
+    ),
+    concurrency: int = typer.Option(
+        64, "--concurrency", min=1, max=512, help="Requests in flight, each on its own connection."
+    ),
+    batch: int = typer.Option(
+        1, "--batch", min=1, max=100, help="Events per request: 1 structured mode, more batch."
+    ),
+    client: str = typer.Option(
+        "raw", "--client", help="The load generator: raw (HTTP/1.1 on asyncio) or httpx."
+    ),
+    database: str = typer.Option(
+        "sqlite", "--database", help="sqlite, or postgresql (a database made and dropped)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
+) -> None:
+    """The gateway's ingress (POST /v1/events) against a minimal Starlette-to-aiokafka relay.
+
+    Both are HTTP servers on 127.0.0.1, each its own process, on one private embedded
+    broker, sent the same signed events by the same client: the gateway as it runs in
+    production (token, rate, checks, repeats, acks=all, record), the relay reading each
+    body and producing it with acks=all before its 202. Measured `--rounds` times, one
+    after the other; the figures are medians, the ratio the median of the rounds' own."""
+    from bench._gateway_load import CLIENTS
+    from bench._gateway_store import DATABASES
+    from bench.gateway import TARGET_RATIO, as_dict, bench_gateway, met
+
+    if client not in CLIENTS:
+        raise typer.BadParameter(" or ".join(CLIENTS), param_hint="--client")
+    if database not in DATABASES:
+        raise typer.BadParameter(" or ".join(DATABASES), param_hint="--database")
+    result = asyncio.run(
+        bench_gateway(
+            events,
+            rounds=rounds,
+            concurrency=concurrency,
+            batch=batch,
+            client=client,
+            database=database,
+        )
+    )
+    if as_json:
+        print(json.dumps(as_dict(result)))
+        return
+    mode = "structured" if result.batch == 1 else f"batches of {result.batch}"
+    print(
+        f"events              {result.events} per side, {result.rounds} round(s), medians; "
+        f"{mode}, {result.concurrency} in flight, {result.client} client, {result.database}"
+    )
+    print(f"relay               {result.relay_events_per_s:,.0f} events/s (baseline)")
+    print(f"gateway             {result.gateway_events_per_s:,.0f} events/s")
+    print(f"ratio gateway/relay {result.ratio:.3f} (median of the rounds)")
+    for number, (ratio, (relayed, taken)) in enumerate(
+        zip(result.round_ratios, result.round_rates, strict=True), start=1
+    ):
+        rates = f"relay {relayed:,.0f}/s, gateway {taken:,.0f}/s"
+        print(f"  round {number}           {rates}, ratio {ratio:.3f}")
+    print(
+        f"CPU per event       relay {result.relay_cpu_us_per_event:,.0f} us, "
+        f"gateway {result.gateway_cpu_us_per_event:,.0f} us (ratio {result.cpu_ratio:.3f}); "
+        f"client {result.client_cpu_us_per_event:,.0f} us"
+    )
+    print(
+        f"moved               relay {result.relay_accepted}, gateway {result.gateway_accepted} "
+        f"({result.gateway_repeated} repeated); on the outbox {result.on_outbox} of "
+        f"{result.expected_on_outbox} (warm-ups included); load {result.load}"
+    )
+    print(f"target              >= {TARGET_RATIO}x relay: {'met' if met(result) else 'NOT met'}")
+
+
+@bench_app.command("webhooks")
+def webhooks(
+    events: int = typer.Option(5_000, "--events", min=100, help="Deliveries per side per round."),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, max=15, help="Sender and dispatcher pairs, in alternating order."
+    ),
+    database: str = typer.Option(
+        "sqlite", "--database", help="sqlite, or postgresql (a database made and dropped)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
+) -> None:
+    """The gateway's webhook delivery against a bare httpx sender, to one loopback receiver.
+
+    Inbox records of a private embedded broker are taken into deliveries in a store of
+    the run's own; the gateway's dispatcher then delivers them (rounds, leases, case
+    order, signatures, every attempt recorded), and a bare sender POSTs the same bodies
+    with the same client and as many in flight. Measured `--rounds` times, one after the
+    other, each on a new store; the figures are medians."""
+    from bench._gateway_store import DATABASES
+    from bench.webhooks import TARGET_RATIO, as_dict, bench_webhooks, met
+
+    if database not in DATABASES:
+        raise typer.BadParameter(" or ".join(DATABASES), param_hint="--database")
+    result = asyncio.run(bench_webhooks(events, rounds=rounds, database=database))
+    if as_json:
+        print(json.dumps(as_dict(result)))
+        return
+    print(
+        f"deliveries          {result.events} per side, {result.rounds} round(s), medians; "
+        f"{result.concurrency} in flight, {result.database}"
+    )
+    print(f"bare sender         {result.sender_deliveries_per_s:,.0f} deliveries/s (baseline)")
+    print(f"dispatcher          {result.dispatcher_deliveries_per_s:,.0f} deliveries/s")
+    print(f"ratio disp./sender  {result.ratio:.3f} (median of the rounds)")
+    for number, (ratio, (sent, dispatched)) in enumerate(
+        zip(result.round_ratios, result.round_rates, strict=True), start=1
+    ):
+        rates = f"sender {sent:,.0f}/s, dispatcher {dispatched:,.0f}/s"
+        print(f"  round {number}           {rates}, ratio {ratio:.3f}")
+    print(
+        f"CPU per delivery    sender {result.sender_cpu_us_per_delivery:,.0f} us, "
+        f"dispatcher {result.dispatcher_cpu_us_per_delivery:,.0f} us "
+        f"(ratio {result.cpu_ratio:.3f})"
+    )
+    print(
+        f"moved               receiver counted sender {result.sender_received}, dispatcher "
+        f"{result.dispatcher_received}; store: {result.delivered} delivered, "
+        f"{result.attempts} attempts; load {result.load}"
+    )
+    print(f"intake              {result.intake_events_per_s:,.0f} inbox records/s (informative)")
+    print(f"target              >= {TARGET_RATIO}x sender: {'met' if met(result) else 'NOT met'}")
 
 
 def register(app: typer.Typer) -> None:

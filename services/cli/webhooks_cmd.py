@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -25,19 +24,10 @@ def _uuid(text: str, what: str) -> UUID:
         raise UserError(f"{what} {text!r} is not a UUID") from None
 
 
-def _moment(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UserError(f"{option} {text!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @app.command("subscribe")
 def subscribe(
     agency: Annotated[str, typer.Argument(metavar="CODE", help="The agency whose inbox it is.")],
+    *,
     callback: Annotated[
         str, typer.Option("--callback", metavar="URL", help="Where to POST (https).")
     ],
@@ -49,6 +39,22 @@ def subscribe(
         list[str] | None,
         typer.Option("--type", metavar="EVENT", help="Only this event type (repeatable)."),
     ] = None,
+    channels: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            metavar="KANAAL",
+            help="Only this Notificaties channel (repeatable); the bus's own events: ketenbus.",
+        ),
+    ] = None,
+    delivery_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="cloudevents (the event, structured mode) or notificaties (a ZGW message).",
+        ),
+    ] = "cloudevents",
 ) -> None:
     """Subscribe CALLBACK to agency CODE's inbox after the handshake; print its id and secret."""
     import httpx
@@ -68,6 +74,8 @@ def subscribe(
                 callback_url=callback,
                 authorization=auth,
                 event_types=types or [],
+                channels=channels or [],
+                delivery_format=delivery_format,
             )
 
     found = read_store(made)
@@ -115,7 +123,7 @@ def deliveries(
     limit: Annotated[int, typer.Option("--limit", min=1, metavar="N")] = 50,
 ) -> None:
     """The most recent deliveries: id, status, attempts, last answer, case, event type."""
-    from services.gateway.deliveries import recent
+    from services.webhook_deliveries import recent
 
     chosen = _uuid(subscription, "subscription") if subscription else None
     found = read_store(lambda engine: recent(engine, chosen, status, limit))
@@ -154,21 +162,19 @@ def replay(
     ] = None,
 ) -> None:
     """Deliver again what was delivered or given up (to active subscriptions only)."""
-    from services.gateway.replay import replay as again
+    from services.webhook_deliveries import parse_moment, replayed_message
+    from services.webhook_deliveries import replay as again
 
-    if delivery is None and subscription is None and since is None and until is None:
-        raise UserError("say what to replay: --delivery, --subscription, --since or --until")
     chosen = _uuid(subscription, "subscription") if subscription else None
+    since_at, until_at = parse_moment(since, "--since"), parse_moment(until, "--until")
+    if delivery is None and chosen is None and since_at is None and until_at is None:
+        raise UserError("say what to replay: --delivery, --subscription, --since or --until")
     count = read_store(
         lambda engine: again(
-            engine,
-            delivery_id=delivery,
-            subscription_id=chosen,
-            since=_moment(since, "--since"),
-            until=_moment(until, "--until"),
+            engine, delivery_id=delivery, subscription_id=chosen, since=since_at, until=until_at
         )
     )
-    typer.echo(f"replaying {count} deliver{'y' if count == 1 else 'ies'}")
+    typer.echo(replayed_message(count))
 
 
 @app.command("end")

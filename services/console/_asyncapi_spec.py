@@ -13,9 +13,19 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 
 from contracts.channels import Service
-from services.runtime.kafka.acl import ESCALATION_GROUP, ROUTER_GROUP, TRACKER_GROUP
+from services.runtime.kafka.acl import (
+    ESCALATION_GROUP,
+    GATEWAY_GROUP,
+    ROUTER_GROUP,
+    TRACKER_GROUP,
+)
 
-GROUPS = {"router": ROUTER_GROUP, "tracker": TRACKER_GROUP, "escalation": ESCALATION_GROUP}
+GROUPS = {
+    "router": ROUTER_GROUP,
+    "tracker": TRACKER_GROUP,
+    "escalation": ESCALATION_GROUP,
+    "gateway": GATEWAY_GROUP,
+}
 
 
 def channel_name(service: str, verb: str, topic: str) -> str:

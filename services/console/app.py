@@ -26,6 +26,7 @@ from services.console import (
     overview,
     signals,
     tracer,
+    webhooks,
 )
 from services.console._templates import STATIC, render
 from services.console.access import AccessMiddleware
@@ -42,7 +43,7 @@ log = get_logger("ketenbus.console")
 
 SESSION_COOKIE = "ketenbus_session"
 SESSION_MAX_AGE_S = 8 * 3600
-_PAGE_MODULES = (overview, tracer, dead_letters, signals, escalations, metrics, asyncapi)
+_PAGE_MODULES = (overview, tracer, dead_letters, webhooks, signals, escalations, metrics, asyncapi)
 _TITLES = {401: "Log in first", 403: "Not allowed", 404: "Not found", 405: "Not allowed"}
 
 

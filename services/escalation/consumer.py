@@ -71,8 +71,10 @@ class CaseLogConsumer:
         ws = await self._apply(parsed)
         if ws is not None:
             log_notes(ws)
-            if ws.timers:
-                self.on_timers_set(min(timer.due_at for timer in ws.timers.values()))
+            dues = [timer.due_at for timer in ws.timers.values()]
+            dues += [hasten.due_at for hasten in ws.hastened]
+            if dues:
+                self.on_timers_set(min(dues))
 
     async def _apply(self, parsed: list[Applicable]) -> Workspace | None:
         fresh: dict[UUID, Applicable] = {}

@@ -1,5 +1,10 @@
 """What a due timer does: expire the handoff, raise for idleness, or climb a level.
 
+A handoff's deadline timer falls due at its deadline, or sooner: when the
+gateway could not deliver the request to its receiver's webhook, the case-log
+consumer brings the timer forward to that moment (`react`), so the expiry and
+its escalation are the same events, with the same ids, as at the deadline.
+
 A timer may have gone stale between being set and coming due (the handoff
 was answered, the case moved, the escalation was acknowledged); such a timer
 fires without effect. Every id here derives from the timer's id, so a timer
@@ -9,6 +14,7 @@ events, which consumers deduplicate.
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from contracts.events import (
@@ -18,6 +24,7 @@ from contracts.events import (
     HandoffExpiry,
     TeamRef,
 )
+from contracts.handoff import PendingHandoff
 from services.escalation.levels import (
     Cause,
     Context,
@@ -78,6 +85,7 @@ def _expire(ws: Workspace, ctx: Context, file: CaseFile, timer: Timer) -> None:
         event_id=str(expired.id),
         correlation_id=str(file.correlation_id),
         handoff_id=str(pending.handoff_id),
+        undelivered=undelivered(expired),
     )
     raise_expiry_escalation(ws, ctx, file, expired, timer.id)
 
@@ -85,7 +93,23 @@ def _expire(ws: Workspace, ctx: Context, file: CaseFile, timer: Timer) -> None:
 def deadline_timer_id(expired: HandoffExpired) -> UUID:
     """The id of the deadline timer that expired the handoff (it derives the escalation's)."""
     data = expired.data
-    return Timer.new("handoff-deadline", expired.subject, data.handoff_id, data.deadline).id
+    return handoff_deadline_id(expired.subject, data.handoff_id, data.deadline)
+
+
+def pending_deadline_id(file: CaseFile, pending: PendingHandoff) -> UUID:
+    """The id of the deadline timer of the case's pending handoff."""
+    return handoff_deadline_id(file.case_id, pending.handoff_id, pending.deadline)
+
+
+def handoff_deadline_id(case_id: UUID, handoff_id: UUID, deadline: datetime) -> UUID:
+    """A handoff's deadline timer id: from its deadline, however early the timer fires."""
+    return Timer.new("handoff-deadline", case_id, handoff_id, deadline).id
+
+
+def undelivered(expired: HandoffExpired) -> bool:
+    """Expired before its deadline: the request never reached its receiver (its timer was
+    brought forward when the gateway gave its webhook delivery up)."""
+    return expired.time < expired.data.deadline
 
 
 def expiry_escalation_id(expired: HandoffExpired) -> UUID:
@@ -102,10 +126,14 @@ def raise_expiry_escalation(
 ) -> None:
     """Escalate an expired handoff, at level 1, with ids derived from its deadline timer."""
     data = expired.data
+    route = f"handoff {data.from_agency} -> {data.to_agency}"
+    why = (
+        f"request not delivered to {data.to_agency} (its webhook did not take it)"
+        if undelivered(expired)
+        else "not answered by its deadline"
+    )
     cause = Cause(
-        "handoff-expired",
-        f"handoff {data.from_agency} -> {data.to_agency} not answered by its deadline",
-        agency_pair=(data.from_agency, data.to_agency),
+        "handoff-expired", f"{route} {why}", agency_pair=(data.from_agency, data.to_agency)
     )
     raise_escalation(ws, ctx, file, cause, level=1, origin=timer_id, causation_id=expired.id)
 

@@ -3,7 +3,10 @@
 The case itself moves by the handoff rules of the contract (`contracts.handoff`),
 so this service and the tracker agree on who holds a case and which handoff
 is pending. On top of that:
-- a handoff request sets a deadline timer; an answer cancels it;
+- a handoff request sets a deadline timer; an answer cancels it; the
+  gateway's `delivery-failed` (`webhook-undeliverable`) about the pending
+  request, from the receiver's inbox, brings the timer forward to now: a
+  request that cannot reach its receiver is a stalled handoff at once;
 - every agency event moves the case's idle timer to its time + idle limit
   (the bus's own events are not activity: they must not keep a case "alive");
 - the `ping_pong_limit`-th rejection since the last ping-pong escalation,
@@ -18,13 +21,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from uuid import UUID
 
+from contracts import topics
 from contracts.case import CaseFlag
 from contracts.envelope import CaseEvent
 from contracts.events import (
     CaseClosed,
     CaseContextUpdated,
     CaseOpened,
+    DeliveryFailed,
     EscalationAcknowledged,
     EscalationRequested,
     EscalationResolved,
@@ -32,17 +38,19 @@ from contracts.events import (
     HandoffRejected,
     HandoffRequested,
 )
-from contracts.handoff import OPERATOR, Applied, CaseState, decide
+from contracts.handoff import OPERATOR, Applied, CaseState, decide, gateway_source
+from contracts.reasons import WEBHOOK_UNDELIVERABLE
 from services.escalation.asks import answer, manual, refused
 from services.escalation.fire import (
     deadline_timer_id,
     expiry_escalation_id,
+    pending_deadline_id,
     raise_expiry_escalation,
     void_expiry,
 )
 from services.escalation.levels import Cause, Context, raise_escalation
 from services.escalation.model import CaseFile, Timer
-from services.escalation.workspace import Cancel, Workspace
+from services.escalation.workspace import Cancel, Hasten, Workspace
 from services.runtime.kafka.refusals import Origin
 
 
@@ -57,9 +65,11 @@ def react(
     if emitter is None or inert(event, emitter):
         return  # foreign sources are the tracker's to record
     file = ws.files.get(event.subject)
-    if isinstance(event, HandoffExpired) and emitter == OPERATOR:
-        if file is not None:
+    if emitter == OPERATOR:  # its expiries and the gateway's notices only (`inert`)
+        if isinstance(event, HandoffExpired) and file is not None:
             _expired(ws, ctx, file, event)
+        elif isinstance(event, DeliveryFailed) and file is not None:
+            _undeliverable(ws, ctx, file, event)
         return
     if isinstance(event, EscalationRequested) and refused(
         ws, ctx, event=event, emitter=emitter, file=file, origin=origin
@@ -85,9 +95,9 @@ def react(
 
 def inert(event: CaseEvent[Any], emitter: str) -> bool:
     """A bus event this service does nothing with, so need not load its case for: of the
-    bus's own events only its expiries count (the rest are this service's own raises and
-    resolutions, or notices)."""
-    return emitter == OPERATOR and not isinstance(event, HandoffExpired)
+    bus's own events only its expiries and the gateway's notices count (the rest are this
+    service's own raises and resolutions)."""
+    return emitter == OPERATOR and not isinstance(event, HandoffExpired | DeliveryFailed)
 
 
 def _trigger(
@@ -127,6 +137,43 @@ def _expired(ws: Workspace, ctx: Context, file: CaseFile, event: HandoffExpired)
             raise_expiry_escalation(ws, at_expiry, file, event, deadline_timer_id(event))
     elif file.state.status == "open":
         void_expiry(ws, ctx, file, event)
+
+
+def _undeliverable(ws: Workspace, ctx: Context, file: CaseFile, event: DeliveryFailed) -> None:
+    """The gateway gave up delivering the pending handoff's request to its receiver's
+    webhook: bring the handoff's deadline timer forward to now, so the timer loop expires
+    it and escalates, as at the deadline (the same ids: it is the same timer).
+
+    Only the gateway's `webhook-undeliverable`, from the receiver's inbox, about the request
+    that set the timer counts (the store checks the timer's cause); a notice about another
+    event, another party's copy, or a handoff answered or expired already changes nothing.
+    """
+    data = event.data
+    pending = file.state.pending
+    if (
+        event.source != gateway_source(ctx.registry)
+        or data.reason_code != WEBHOOK_UNDELIVERABLE
+        or pending is None
+        or data.topic != topics.inbox(pending.to_agency)
+        or data.rejected_event_id is None
+    ):
+        return
+    try:
+        request_id = UUID(data.rejected_event_id)
+    except ValueError:
+        return
+    ws.hasten(Hasten(pending_deadline_id(file, pending), request_id, ctx.now))
+    # Whether it was the request, the store says: the round that expires it logs that.
+    ws.note(
+        "info",
+        "the gateway could not deliver an event to the pending handoff's receiver",
+        case_id=str(file.case_id),
+        event_id=str(event.id),
+        correlation_id=str(file.correlation_id),
+        handoff_id=str(pending.handoff_id),
+        rejected_event_id=str(request_id),
+        to_agency=pending.to_agency,
+    )
 
 
 def _deciders(ctx: Context, file: CaseFile) -> frozenset[str]:

@@ -77,7 +77,8 @@ async def seen_ids(connection: AsyncConnection, event_ids: Sequence[UUID]) -> se
 
 
 async def save(connection: AsyncConnection, ws: Workspace, seen: Sequence[UUID] = ()) -> None:
-    """Write what `ws` changed: cases, escalations, cancelled and new timers, seen ids."""
+    """Write what `ws` changed: cases, escalations, cancelled, new and hastened timers,
+    seen ids."""
     if seen:
         await connection.execute(insert(escalation_seen_events), [{"event_id": i} for i in seen])
     changed = [ws.files[key] for key in sorted(ws.changed_files)]
@@ -111,6 +112,19 @@ async def save(connection: AsyncConnection, ws: Workspace, seen: Sequence[UUID] 
             for t in ws.timers.values()
         ]
         await connection.execute(_insert_new(connection), rows)
+    # One statement each: a hastened deadline is rare (a request its receiver never got).
+    timer = escalation_timers.c
+    for hasten in ws.hastened:
+        await connection.execute(
+            update(escalation_timers)
+            .where(
+                timer.id == hasten.timer_id,
+                timer.causation_id == hasten.causation_id,
+                timer.fired_at.is_(None),
+                timer.due_at > hasten.due_at,
+            )
+            .values(due_at=hasten.due_at)
+        )
 
 
 def _insert_new(connection: AsyncConnection) -> Any:

@@ -15,7 +15,8 @@ change is recorded only together with an event that really went out.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -44,6 +45,17 @@ class Cancel:
         return not self.kinds or timer.kind in self.kinds
 
 
+@dataclass(frozen=True, slots=True)
+class Hasten:
+    """Bring a timer forward to `due_at`: if it is not fired, falls due later, and was set by
+    `causation_id` (a handoff's deadline, by its request, when the request cannot reach the
+    receiver). Its id stays, so what it fires has the ids it would have had."""
+
+    timer_id: UUID
+    causation_id: UUID
+    due_at: datetime
+
+
 class Workspace:
     def __init__(
         self,
@@ -70,6 +82,8 @@ class Workspace:
         self._timers_of: dict[UUID, set[UUID]] = {}
         """Timer ids by case id and by ref, so a cancel does not scan them all."""
         self.cancels: list[Cancel] = []
+        self.hastened: list[Hasten] = []
+        """Timers to bring forward: those set in this work at once, stored ones at write."""
         self.outbox: list[Outgoing] = []
         self.emitted: list[UUID] = []
         self.notes: list[tuple[str, str, dict[str, Any]]] = []
@@ -122,6 +136,18 @@ class Workspace:
             if timer is not None and cancel.matches(timer):
                 del self.timers[timer_id]
         self.cancels.append(cancel)
+
+    def hasten(self, hasten: Hasten) -> None:
+        """Bring a timer forward (see `Hasten`): one set in this work at once, a stored one
+        at write, after the cancels (a cancelled timer stays cancelled)."""
+        timer = self.timers.get(hasten.timer_id)
+        if (
+            timer is not None
+            and timer.causation_id == hasten.causation_id
+            and timer.due_at > hasten.due_at
+        ):
+            self.timers[timer.id] = replace(timer, due_at=hasten.due_at)
+        self.hastened.append(hasten)
 
     def note(self, severity: str, message: str, **fields: Any) -> None:
         """Log `message` at `severity` once the work is committed (not if it is rolled back)."""

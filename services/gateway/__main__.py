@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 from faststream.kafka.annotations import KafkaMessage
 
 from services.gateway.app import create_gateway
-from services.gateway.dispatch import Dispatcher
+from services.gateway.dispatch import Dispatcher, webhook_client
 from services.gateway.inbox import GROUP, InboxIntake, inboxes
 from services.runtime.config.registry import load_registry
 from services.runtime.config.settings import Settings
@@ -49,7 +48,7 @@ async def _run(settings: Settings, bootstrap: str) -> None:
     async def on_inboxes(message: KafkaMessage) -> None:
         await guard.run(records_of(message.raw_message), intake.take, message.consumer)
 
-    client = httpx.AsyncClient(follow_redirects=False)
+    client = webhook_client()
     server = http_server(
         create_gateway(settings, registry, engine, broker, client),
         settings.gateway_host,

@@ -1,4 +1,4 @@
-"""The gateway's HTTP application: the ingress endpoint and its OpenAPI document."""
+"""The gateway's HTTP application: events and Notificaties in, subscriptions, its OpenAPI."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from contracts.registry import AgencyRegistry
 from services.gateway.ingress import Ingress
+from services.gateway.notificaties import Notificaties
 from services.gateway.openapi import DOCUMENT
 from services.gateway.subscriptions_api import SubscriptionsApi
 from services.runtime.config.settings import Settings
@@ -34,9 +35,11 @@ def create_gateway(
     """
     ingress = Ingress(settings, registry, engine, broker)
     api = SubscriptionsApi(registry, engine, client)
+    notificaties = Notificaties(registry, engine, broker, ingress)
     return Starlette(
         routes=[
             Route("/v1/events", ingress.endpoint, methods=["POST"]),
+            Route("/api/v1/notificaties", notificaties.endpoint, methods=["POST"]),
             Route("/v1/subscriptions", api.create, methods=["POST"]),
             Route("/v1/subscriptions", api.listing, methods=["GET"]),
             Route("/v1/subscriptions/{id}", api.remove, methods=["DELETE"]),

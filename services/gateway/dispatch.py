@@ -8,6 +8,7 @@ gateway instances share the work: a round claims due deliveries under a lease
 it does the attempt; what a killed instance held is free once its lease ends.
 
 Each POST is the inbox's copy in structured mode (`application/cloudevents+json`),
+or for a `notificaties` subscription the ZGW message (`application/json`),
 with the subscription's `Authorization` and a Standard Webhooks signature of
 the body (`webhook-id` the event id, `webhook-timestamp`, `webhook-signature`,
 HMAC-SHA256 by the subscription's secret) that the receiver checks with any
@@ -19,7 +20,9 @@ still had to deliver); 429 waits as long as `Retry-After` says; anything else
 time, from `KETENBUS_WEBHOOK_RETRY_BASE_S` up to an hour, with jitter. A delivery
 whose next attempt would fall beyond `KETENBUS_WEBHOOK_HORIZON` is given up:
 its event goes to `ketenbus.dlq` with reason `webhook-undeliverable`, and the
-agency that sent it is told in its inbox. At least once: a receiver dedupes on
+agency that sent it is told in its inbox; a handoff request its receiver never
+got has that notice on `ketenbus.cases` too, where the escalation service
+expires and escalates the handoff at once. At least once: a receiver dedupes on
 `webhook-id`, which is the same for every attempt.
 """
 
@@ -27,9 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -37,15 +41,19 @@ from typing import Any
 import httpx
 from faststream.kafka import KafkaBroker
 from sqlalchemy import exists, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks.webhooks import Webhook
 
 from contracts import topics
 from contracts.envelope import CONTENT_TYPE, source_urn
-from contracts.handoff import OPERATOR, emitter_of
+from contracts.events import HandoffRequested, ZgwNotificatie
+from contracts.handoff import GATEWAY_SYSTEM, OPERATOR, emitter_of
 from contracts.parse import parse_event
+from contracts.reasons import WEBHOOK_UNDELIVERABLE
 from contracts.registry import AgencyRegistry
+from contracts.zgw import message_of
 from services.gateway import subscriptions
+from services.gateway.subscriptions import NOTIFICATIES
 from services.runtime.config.settings import Settings
 from services.runtime.kafka.clients import publish_all
 from services.runtime.kafka.refusals import Origin, refusal_messages
@@ -58,16 +66,38 @@ from services.runtime.store.tables import (
 
 log = get_logger("ketenbus.gateway")
 
-SYSTEM = "ketenbus-gateway"
+SYSTEM = GATEWAY_SYSTEM
 """The system name in the `source` of the notices the gateway sends."""
 LEASE_MARGIN = timedelta(seconds=5)
 """A claim lasts the receiver's timeout and this: what a killed instance held is tried
 again by another that soon after."""
 ROUND = 50
-"""Deliveries claimed per round."""
+"""Deliveries claimed per round: in flight at most, per gateway instance."""
 MAX_DELAY_S = 3600.0
 IDLE_S = 0.2
-UNDELIVERABLE = "webhook-undeliverable"
+UNDELIVERABLE = WEBHOOK_UNDELIVERABLE
+
+
+def webhook_client() -> httpx.AsyncClient:
+    """The client deliveries go out with (the bench's floor posts with the same one)."""
+    # httpx's default pool: a larger one kept more connections alive, and its pool
+    # then spent more on looking through them on every request than it saved.
+    return httpx.AsyncClient(follow_redirects=False)
+
+
+def sent_form(delivery_format: str, body: str) -> tuple[str, str]:
+    """The media type and the body a receiver is sent of a delivery's inbox copy.
+
+    The store keeps the inbox copy in every format, so a dead letter is the
+    event as it was; a `notificaties` subscription is sent the ZGW message a
+    `zgw-notificatie` was made from.
+    """
+    if delivery_format != NOTIFICATIES:
+        return CONTENT_TYPE, body
+    event = parse_event(body.encode())
+    assert isinstance(event, ZgwNotificatie), "inbox intake keeps only zgw-notificatie for it"
+    message = json.dumps(message_of(event.data), ensure_ascii=False, separators=(",", ":"))
+    return "application/json", message
 
 
 def next_delay(attempts: int, base: float) -> float:
@@ -101,6 +131,7 @@ class Answer:
     status: int | None = None
     error: str | None = None
     wait: float | None = None
+    duration_ms: int = 0
 
 
 class Dispatcher:
@@ -133,13 +164,21 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), IDLE_S)
 
-    async def round(self) -> int:
-        """Claim the due deliveries and attempt each; how many were attempted."""
-        claimed = await self._claim(datetime.now(UTC))
-        await asyncio.gather(*(self._attempt(row) for row in claimed))
+    async def round(self, size: int = ROUND) -> int:
+        """Claim the due deliveries, attempt each, record them all; how many were attempted.
+
+        The outcomes are recorded in one transaction for the round: a transaction
+        per attempt cost more than the POST itself (on SQLite, three times the
+        deliveries per second; docs/performance.md).
+        """
+        claimed = await self._claim(datetime.now(UTC), size)
+        answers = await asyncio.gather(*(self._attempt(row) for row in claimed))
+        attempted = [(row, a) for row, a in zip(claimed, answers, strict=True) if a is not None]
+        if attempted:
+            await self._settle(attempted)
         return len(claimed)
 
-    async def _claim(self, now: datetime) -> list[Any]:
+    async def _claim(self, now: datetime, size: int) -> list[Any]:
         d = webhook_deliveries.alias("d")
         earlier = webhook_deliveries.alias("earlier")
         head = ~exists(
@@ -155,7 +194,7 @@ class Dispatcher:
             select(d.c.id)
             .where(d.c.status == "pending", d.c.next_attempt_at <= now, free, head)
             .order_by(d.c.next_attempt_at, d.c.id)
-            .limit(ROUND)
+            .limit(size)
         )
         t = webhook_deliveries.c
         async with self.engine.begin() as connection:
@@ -177,6 +216,7 @@ class Dispatcher:
                     s.callback_url,
                     s.authorization,
                     s.signing_secret,
+                    s.delivery_format,
                     s.status.label("subscription_status"),
                 )
                 .join(webhook_subscriptions, s.subscription_id == t.subscription_id)
@@ -184,19 +224,19 @@ class Dispatcher:
             )
             return list(rows)
 
-    async def _attempt(self, row: Any) -> None:
+    async def _attempt(self, row: Any) -> Answer | None:
+        """POST the delivery once; its answer (None: its subscription had ended)."""
         if row.subscription_status != "active":
             async with self.engine.begin() as connection:
                 await subscriptions.end(connection, row.subscription_id, "ended")
-            return
+            return None
         sent_at = datetime.now(UTC)
+        media, body = sent_form(row.delivery_format, row.body)
         headers = {
-            "content-type": CONTENT_TYPE,
+            "content-type": media,
             "webhook-id": str(row.event_id),
             "webhook-timestamp": str(int(sent_at.timestamp())),
-            "webhook-signature": Webhook(row.signing_secret).sign(
-                str(row.event_id), sent_at, row.body
-            ),
+            "webhook-signature": Webhook(row.signing_secret).sign(str(row.event_id), sent_at, body),
         }
         if row.authorization:
             headers["authorization"] = row.authorization
@@ -204,7 +244,7 @@ class Dispatcher:
         try:
             response = await self.client.post(
                 row.callback_url,
-                content=row.body.encode(),
+                content=body.encode(),
                 headers=headers,
                 timeout=self.settings.webhook_timeout_s,
             )
@@ -215,73 +255,94 @@ class Dispatcher:
             answer.error = None if response.is_success else f"HTTP {response.status_code}"
             if response.status_code == 429:
                 answer.wait = retry_after(response.headers.get("retry-after"), datetime.now(UTC))
-        await self._settle(row, answer)
+        answer.duration_ms = int((time.monotonic() - answer.started) * 1000)
+        return answer
 
-    async def _settle(self, row: Any, answer: Answer) -> None:
+    async def _settle(self, attempted: list[tuple[Any, Answer]]) -> None:
+        """Record a round's attempts and outcomes in one transaction; then give up what is
+        past its horizon."""
+        now = datetime.now(UTC)
+        given_up: list[tuple[Any, str]] = []
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                insert(webhook_attempts),
+                [
+                    {
+                        "delivery_id": row.id,
+                        "attempt": row.attempts + 1,
+                        "at": answer.sent_at,
+                        "status": answer.status,
+                        "error": answer.error,
+                        "duration_ms": answer.duration_ms,
+                    }
+                    for row, answer in attempted
+                ],
+            )
+            for row, answer in attempted:
+                if await self._outcome(connection, row, answer, now):
+                    given_up.append((row, answer.error or "no answer"))
+        for row, answer in attempted:
+            log.info(
+                "webhook attempt",
+                case_id=str(row.case_id),
+                event_id=str(row.event_id),
+                subscription_id=str(row.subscription_id),
+                attempt=row.attempts + 1,
+                status=answer.status,
+                error=answer.error,
+            )
+        for row, last in given_up:
+            await self._give_up(row, last)
+
+    async def _outcome(
+        self, connection: AsyncConnection, row: Any, answer: Answer, now: datetime
+    ) -> bool:
+        """What the answer makes of the delivery; True: past its horizon, to be given up."""
         status, error, wait = answer.status, answer.error, answer.wait
         attempt = row.attempts + 1
-        now = datetime.now(UTC)
-        t = webhook_deliveries.c
-        record = {
-            "delivery_id": row.id,
-            "attempt": attempt,
-            "at": answer.sent_at,
-            "status": status,
-            "error": error,
-            "duration_ms": int((time.monotonic() - answer.started) * 1000),
-        }
-        this = update(webhook_deliveries).where(t.id == row.id)
+        this = update(webhook_deliveries).where(webhook_deliveries.c.id == row.id)
         outcome = {"attempts": attempt, "last_status": status, "last_error": error}
         give_up = False
-        async with self.engine.begin() as connection:
-            await connection.execute(insert(webhook_attempts).values(**record))
-            if status is not None and 200 <= status < 300:
-                await connection.execute(
-                    this.values(
-                        **outcome,
-                        status="delivered",
-                        finished_at=now,
-                        next_attempt_at=None,
-                        claimed_until=None,
-                    )
+        if status is not None and 200 <= status < 300:
+            await connection.execute(
+                this.values(
+                    **outcome,
+                    status="delivered",
+                    finished_at=now,
+                    next_attempt_at=None,
+                    claimed_until=None,
                 )
-            elif status == 410:
-                await connection.execute(this.values(**outcome))
-                await subscriptions.end(
-                    connection, row.subscription_id, "the receiver answered 410 Gone"
+            )
+        elif status == 410:
+            await connection.execute(this.values(**outcome))
+            await subscriptions.end(
+                connection, row.subscription_id, "the receiver answered 410 Gone"
+            )
+        else:
+            delay = (
+                wait
+                if wait is not None
+                else next_delay(attempt, self.settings.webhook_retry_base_s)
+            )
+            next_at = now + timedelta(seconds=delay)
+            give_up = next_at > row.retry_from + self.settings.webhook_horizon
+            await connection.execute(
+                this.values(
+                    **outcome,
+                    next_attempt_at=next_at,
+                    claimed_until=now + self.lease if give_up else None,
                 )
-            else:
-                delay = (
-                    wait
-                    if wait is not None
-                    else next_delay(attempt, self.settings.webhook_retry_base_s)
-                )
-                next_at = now + timedelta(seconds=delay)
-                give_up = next_at > row.retry_from + self.settings.webhook_horizon
-                await connection.execute(
-                    this.values(
-                        **outcome,
-                        next_attempt_at=next_at,
-                        claimed_until=now + self.lease if give_up else None,
-                    )
-                )
-        log.info(
-            "webhook attempt",
-            case_id=str(row.case_id),
-            event_id=str(row.event_id),
-            subscription_id=str(row.subscription_id),
-            attempt=attempt,
-            status=status,
-            error=error,
-        )
-        if give_up:
-            await self._give_up(row, error or "no answer")
+            )
+        return give_up
 
     async def _give_up(self, row: Any, last: str) -> None:
         """The dead letter and the sender's notice first, then the delivery marked dead.
 
         In that order, so a crash in between gives the dead letter twice (the notice's
         id is derived from the event, so the sender sees it once), never not at all.
+        A handoff request that never reached its receiver (`_stalls_handoff`) has the
+        notice on the case log too, keyed by the case: there the escalation service
+        takes it for a stalled handoff, and expires and escalates it at once.
         """
         event = parse_event(row.body.encode())
         origin = Origin(
@@ -296,6 +357,8 @@ class Dispatcher:
             f"{self.settings.webhook_horizon} ({row.attempts + 1} attempts; last: {last})"
         )
         sender = emitter_of(event.source, self.registry)
+        if isinstance(event, ZgwNotificatie):
+            sender = event.data.afzender  # the gateway made it for this agency's ZGW system
         messages = refusal_messages(
             origin,
             event,
@@ -306,8 +369,12 @@ class Dispatcher:
             now=datetime.now(UTC),
             rejected_by="gateway",
         )
+        notice = messages[-1]
         if sender in (None, OPERATOR):
             messages = messages[:1]  # the bus's own event: nobody to tell but the operators
+        stalled = await self._stalls_handoff(row, event)
+        if stalled:
+            messages.append(replace(notice, topic=topics.CASES))
         await publish_all(self.broker, messages)
         t = webhook_deliveries.c
         async with self.engine.begin() as connection:
@@ -328,4 +395,25 @@ class Dispatcher:
             event_id=str(row.event_id),
             subscription_id=str(row.subscription_id),
             reason_code=UNDELIVERABLE,
+            stalled_handoff=stalled,
         )
+
+    async def _stalls_handoff(self, row: Any, event: object) -> bool:
+        """The event is a handoff request to this subscription's agency, and none of the
+        agency's other subscriptions delivered it: the receiver never got the request."""
+        if not isinstance(event, HandoffRequested) or event.data.to_agency != row.agency:
+            return False
+        t, s = webhook_deliveries.c, webhook_subscriptions.c
+        delivered = (
+            select(t.id)
+            .join(webhook_subscriptions, s.subscription_id == t.subscription_id)
+            .where(
+                t.event_id == row.event_id,
+                t.id != row.id,
+                t.status == "delivered",
+                s.agency == row.agency,
+            )
+            .limit(1)
+        )
+        async with self.engine.connect() as connection:
+            return await connection.scalar(delivered) is None

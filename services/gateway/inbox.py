@@ -3,7 +3,8 @@
 The gateway reads every agency's inbox as consumer group `ketenbus-gateway`,
 at least once (offsets committed after the rows are), and keeps each record
 as a pending delivery for every active subscription of that agency that wants
-its type. Retrying a receiver for a day cannot hold a Kafka partition that
+its type and channel, in the form it asks for (`services.gateway.subscriptions`).
+Retrying a receiver for a day cannot hold a Kafka partition that
 long, so the deliveries wait in the store, not on the topic. The same record
 again finds its rows there (unique on subscription and event id) and adds
 nothing.
@@ -21,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import topics
 from contracts.envelope import CaseEvent
+from contracts.events import ZgwNotificatie
 from contracts.parse import EventRejected, parse_event
+from services.gateway.subscriptions import BUS_CHANNEL, NOTIFICATIES
 from services.runtime.observability.logging import get_logger
 from services.runtime.store.tables import webhook_deliveries, webhook_subscriptions
 
@@ -42,17 +45,19 @@ def agency_of_inbox(topic: str) -> str | None:
 class InboxIntake:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._subscriptions: dict[str, list[tuple[Any, list[str]]]] = {}
+        self._subscriptions: dict[str, list[Any]] = {}
         self._read_at = float("-inf")
 
-    async def _active(self) -> dict[str, list[tuple[Any, list[str]]]]:
+    async def _active(self) -> dict[str, list[Any]]:
         if time.monotonic() - self._read_at > CACHE_S:
             t = webhook_subscriptions.c
-            query = select(t.subscription_id, t.agency, t.event_types).where(t.status == "active")
-            found: dict[str, list[tuple[Any, list[str]]]] = {}
+            query = select(
+                t.subscription_id, t.agency, t.event_types, t.channels, t.delivery_format
+            ).where(t.status == "active")
+            found: dict[str, list[Any]] = {}
             async with self.engine.connect() as connection:
                 for row in await connection.execute(query):
-                    found.setdefault(row.agency, []).append((row.subscription_id, row.event_types))
+                    found.setdefault(row.agency, []).append(row)
             self._subscriptions, self._read_at = found, time.monotonic()
         return self._subscriptions
 
@@ -69,16 +74,17 @@ class InboxIntake:
             event = _event(record)
             if event is None:
                 continue
-            for subscription_id, types in wanted:
-                if types and event.name not in types:
+            for subscription in wanted:
+                body = _body(subscription, event, record.value or b"")
+                if body is None:
                     continue
                 rows.append(
                     {
-                        "subscription_id": subscription_id,
+                        "subscription_id": subscription.subscription_id,
                         "event_id": event.id,
                         "case_id": event.subject,
                         "event_type": event.name,
-                        "body": (record.value or b"").decode(),
+                        "body": body,
                         "origin_partition": record.partition,
                         "origin_offset": record.offset,
                         "status": "pending",
@@ -104,6 +110,22 @@ class InboxIntake:
             if new:
                 await connection.execute(insert(webhook_deliveries), new)
         return len(new)
+
+
+def channel_of(event: CaseEvent[Any]) -> str:
+    """The Notificaties channel an event is on: its message's, else the bus's own."""
+    return event.data.kanaal if isinstance(event, ZgwNotificatie) else BUS_CHANNEL
+
+
+def _body(subscription: Any, event: CaseEvent[Any], value: bytes) -> str | None:
+    """What the subscription is sent of `event`; None: it does not want it."""
+    if subscription.event_types and event.name not in subscription.event_types:
+        return None
+    if subscription.channels and channel_of(event) not in subscription.channels:
+        return None
+    if subscription.delivery_format == NOTIFICATIES and not isinstance(event, ZgwNotificatie):
+        return None  # only a zgw-notificatie has a Notificaties form (`dispatch.sent_form`)
+    return value.decode()
 
 
 def _event(record: Any) -> CaseEvent[Any] | None:

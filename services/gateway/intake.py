@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import unquote
 from uuid import UUID
 
+import orjson
+
 from contracts.canonical import canonical_json
 from contracts.envelope import MAX_EVENT_BYTES, oin_of_source
 from contracts.parse import EventRejected, parse_event, read_json
@@ -73,11 +75,13 @@ def values_of(headers: Mapping[str, str], body: bytes) -> list[bytes]:
 
 
 def _batch(body: bytes) -> list[bytes]:
-    # An event inside the array is one level less deep than the batch.
-    _not_too_deep(body, MAX_DEPTH + 1, "an event of the batch")
-    document = _json(body, "the batch")
-    if not isinstance(document, list):
-        raise _bad("the batch is not a JSON array of events")
+    document = _array_within_depth(body)
+    if document is None:
+        # An event inside the array is one level less deep than the batch.
+        _not_too_deep(body, MAX_DEPTH + 1, "an event of the batch")
+        document = _json(body, "the batch")
+        if not isinstance(document, list):
+            raise _bad("the batch is not a JSON array of events")
     if len(document) > MAX_BATCH_EVENTS:
         raise Problem(
             413,
@@ -88,6 +92,34 @@ def _batch(body: bytes) -> list[bytes]:
     if not document:
         raise _bad("the batch holds no event")
     return [_compact(item) for item in document]
+
+
+def _array_within_depth(body: bytes) -> list[Any] | None:
+    """The events of a batch that orjson reads as an array, if none nests deeper than
+    MAX_DEPTH (400 if one does); None for any other body, which `_batch` checks and
+    reads as before.
+
+    Checking the whole batch's nesting reads it with a regular expression: ~55 us an
+    event in a batch of 50, half the gateway's CPU per event in batch mode. An event on
+    its own mostly has fewer brackets than the limit, which a count answers, and the
+    array nests deeper than MAX_DEPTH + 1 exactly when one of its events nests deeper
+    than MAX_DEPTH. orjson reads (to a depth of 1024) and writes (to 254) in C, so no
+    depth reaches a Python recursion; what it reads, `read_json` reads the same, and an
+    event it cannot write is left to `_batch`'s own check.
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(document, list):
+        return None
+    for item in document:
+        try:
+            written = orjson.dumps(item)
+        except TypeError:  # deeper than orjson writes
+            return None
+        _not_too_deep(written, MAX_DEPTH, "an event of the batch")
+    return document
 
 
 def _binary(headers: Mapping[str, str], body: bytes) -> bytes:

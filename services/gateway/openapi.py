@@ -6,8 +6,10 @@ from typing import Any
 
 from contracts.envelope import MAX_EVENT_BYTES
 from contracts.schemas import Envelope
+from contracts.zgw import NotificatieMessage
 from services.gateway.intake import BATCH, MAX_BATCH_EVENTS, STRUCTURED
 from services.gateway.problems import MEDIA_TYPE as PROBLEM
+from services.gateway.subscriptions_api import NewSubscription
 
 
 def _event() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -59,6 +61,42 @@ def _binary_headers() -> list[dict[str, Any]]:
     return headers
 
 
+def _model(model: Any, *, by_alias: bool = True) -> dict[str, Any]:
+    """A request model's JSON Schema, as the endpoint validates with it (no $defs in these)."""
+    schema: dict[str, Any] = model.model_json_schema(by_alias=by_alias)
+    schema.pop("title", None)
+    return schema
+
+
+_NOTIFICATIE = _model(NotificatieMessage)
+_NOTIFICATIE["description"] = (
+    "A Notificaties API 1.0 `Notificatie`, as Open Zaak and other ZGW systems send it to a "
+    "Notificaties component."
+)
+_NEW_SUBSCRIPTION = _model(NewSubscription)
+_SUBSCRIPTION: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "agency", "callbackUrl", "types", "channels", "format", "status"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "agency": {"type": "string"},
+        "callbackUrl": {"type": "string"},
+        "types": {"type": "array", "items": {"type": "string"}},
+        "channels": {"type": "array", "items": {"type": "string"}},
+        "format": {"enum": ["cloudevents", "notificaties"]},
+        "purpose": {"type": ["string", "null"]},
+        "legalBasis": {"type": ["string", "null"]},
+        "status": {"enum": ["active", "ended"]},
+        "createdAt": {"type": "string", "format": "date-time"},
+        "endedAt": {"type": ["string", "null"], "format": "date-time"},
+        "endReason": {"type": ["string", "null"]},
+        "signingSecret": {
+            "type": "string",
+            "description": "The Standard Webhooks secret: in the answer to POST only, once.",
+        },
+    },
+}
+
 _PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["type", "title", "status", "detail"],
@@ -79,6 +117,19 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "invalidParams": {
+            "type": "array",
+            "description": "Notificaties: each field that is wrong, as ZGW APIs name them.",
+            "items": {
+                "type": "object",
+                "required": ["name", "code", "reason"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "code": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
     },
 }
 
@@ -93,6 +144,19 @@ def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[st
     return answer
 
 
+_UNAUTHENTICATED = _problem(
+    "No valid token.", {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}
+)
+_RATE = _problem(
+    "Beyond the agency's rate.",
+    {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}},
+)
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -104,7 +168,14 @@ DOCUMENT: dict[str, Any] = {
     },
     "components": {
         "securitySchemes": {"agencyToken": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"Event": _EVENT, **_EVENT_REFERRED, "Problem": _PROBLEM_SCHEMA},
+        "schemas": {
+            "Event": _EVENT,
+            **_EVENT_REFERRED,
+            "Problem": _PROBLEM_SCHEMA,
+            "Notificatie": _NOTIFICATIE,
+            "NewSubscription": _NEW_SUBSCRIPTION,
+            "Subscription": _SUBSCRIPTION,
+        },
     },
     "security": [{"agencyToken": []}],
     "paths": {
@@ -158,23 +229,94 @@ DOCUMENT: dict[str, Any] = {
                         },
                     },
                     "400": _problem("An event that is not one; `errors` names each."),
-                    "401": _problem(
-                        "No valid token.",
-                        {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
-                    ),
+                    "401": _UNAUTHENTICATED,
                     "403": _problem("An event of another agency than the token's."),
                     "409": _problem("An event id taken before with other content."),
                     "413": _problem("An event over 64 KB, or a request over its limit."),
                     "415": _problem("Not a CloudEvents HTTP mode."),
-                    "429": _problem(
-                        "Beyond the agency's rate.",
-                        {
-                            "Retry-After": {
+                    "429": _RATE,
+                },
+            }
+        },
+        "/api/v1/notificaties": {
+            "post": {
+                "operationId": "notificatieCreate",
+                "summary": "Notify the bus as a Notificaties component (NRC) is notified",
+                "description": "From a ZGW system of an agency the registry lets emit "
+                "zgw-notificatie. Delivered as that event to every subscribing agency's inbox "
+                "before the answer; the same message again is answered again, delivered once.",
+                "requestBody": {
+                    "required": True,
+                    "content": _json({"$ref": "#/components/schemas/Notificatie"}),
+                },
+                "responses": {
+                    "201": {
+                        "description": "On the bus: the message, as a Notificaties component "
+                        "answers.",
+                        "headers": {
+                            "Ketenbus-Event-Id": {
                                 "required": True,
-                                "schema": {"type": "integer", "minimum": 1},
+                                "schema": {"type": "string", "format": "uuid"},
                             }
                         },
-                    ),
+                        "content": _json({"$ref": "#/components/schemas/Notificatie"}),
+                    },
+                    "400": _problem("Not a Notificaties message; `invalidParams` names why."),
+                    "401": _UNAUTHENTICATED,
+                    "403": _problem("The token's agency may not send Notificaties messages."),
+                    "413": _problem("A message over 64 KB."),
+                    "415": _problem("Not application/json."),
+                    "429": _RATE,
+                },
+            }
+        },
+        "/v1/subscriptions": {
+            "post": {
+                "operationId": "subscribe",
+                "summary": "Have the agency's inbox POSTed to a callback",
+                "description": "The callback must pass the abuse-protection handshake "
+                "(OPTIONS with WebHook-Request-Origin) first.",
+                "requestBody": {
+                    "required": True,
+                    "content": _json({"$ref": "#/components/schemas/NewSubscription"}),
+                },
+                "responses": {
+                    "201": {
+                        "description": "Made; `signingSecret` is shown this once.",
+                        "content": _json({"$ref": "#/components/schemas/Subscription"}),
+                    },
+                    "400": _problem("An invalid subscription, or a refused handshake."),
+                    "401": _UNAUTHENTICATED,
+                },
+            },
+            "get": {
+                "operationId": "listSubscriptions",
+                "summary": "The agency's own subscriptions",
+                "responses": {
+                    "200": {
+                        "description": "Oldest first; no credentials.",
+                        "content": _json(
+                            {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Subscription"},
+                            }
+                        ),
+                    },
+                    "401": _UNAUTHENTICATED,
+                },
+            },
+        },
+        "/v1/subscriptions/{id}": {
+            "delete": {
+                "operationId": "endSubscription",
+                "summary": "End one of the agency's subscriptions",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "204": {"description": "Ended; what it still had to deliver is dropped."},
+                    "401": _UNAUTHENTICATED,
+                    "404": _problem("No subscription of this agency by that id."),
                 },
             }
         },

@@ -9,8 +9,15 @@ receiver beside the bus).
 
 Which events: everything the agency's inbox holds (its registry
 subscriptions, what is addressed to it, and the bus's own notices, alerts and
-expiries), or the types named; the purpose and legal basis are the
-registry's for those types.
+expiries), or the types named, and of those the Notificaties channels named
+(a `zgw-notificatie` is on its message's `kanaal`, every other event on
+`ketenbus`); the purpose and legal basis are the registry's for those types.
+
+In which form: `cloudevents` (the inbox copy in structured mode) or
+`notificaties` (a `zgw-notificatie` as the Notificaties API 1.0 message it was
+made from, for a receiver built for a Notificaties component). Only a
+`zgw-notificatie` has a Notificaties form, so such a subscription delivers that
+type alone.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import ipaddress
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,13 +37,22 @@ import httpx
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.events import EVENT_CLASSES
+from contracts.events import EVENT_CLASSES, ZgwNotificatie
 from contracts.registry import AgencyRegistry
 from services.runtime.errors import UserError
-from services.runtime.store.tables import webhook_deliveries, webhook_subscriptions
+from services.runtime.store.tables import (
+    DELIVERY_FORMATS,
+    webhook_deliveries,
+    webhook_subscriptions,
+)
 
 ORIGIN = "ketenbus"
 """The `WebHook-Request-Origin` the gateway sends: the bus, as a receiver allows it."""
+
+BUS_CHANNEL = "ketenbus"
+"""The Notificaties channel of every event but a `zgw-notificatie` (on its message's)."""
+
+CLOUDEVENTS, NOTIFICATIES = DELIVERY_FORMATS
 
 
 class SubscriptionRefused(UserError):
@@ -57,6 +73,8 @@ class Subscription:
     created_at: datetime
     ended_at: datetime | None
     end_reason: str | None
+    delivery_format: str = CLOUDEVENTS
+    channels: list[str] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         """What an API answer shows: everything but the credentials."""
@@ -65,6 +83,8 @@ class Subscription:
             "agency": self.agency,
             "callbackUrl": self.callback_url,
             "types": self.event_types,
+            "channels": self.channels,
+            "format": self.delivery_format,
             "purpose": self.purpose,
             "legalBasis": self.legal_basis,
             "status": self.status,
@@ -110,7 +130,7 @@ async def handshake(client: httpx.AsyncClient, url: str) -> None:
 
 
 def _grants(
-    registry: AgencyRegistry, agency: str, types: Sequence[str]
+    registry: AgencyRegistry, agency: str, types: Sequence[str], delivery_format: str
 ) -> tuple[list[str], str, str]:
     """The types delivered ([]: all the inbox holds), and the registry's purpose and basis."""
     found = registry.agency(agency)
@@ -125,6 +145,17 @@ def _grants(
         raise SubscriptionRefused(
             f"agency {agency} receives no {', '.join(unknown)}: no such event type "
             f"(the types: {', '.join(sorted(known))})"
+        )
+    if delivery_format == NOTIFICATIES:
+        if any(t != ZgwNotificatie.name for t in types):
+            raise SubscriptionRefused(
+                f"format {NOTIFICATIES} delivers {ZgwNotificatie.name} alone (no other event "
+                f"has a Notificaties form); ask for types [{ZgwNotificatie.name}] or none"
+            )
+        types = [ZgwNotificatie.name]
+    elif delivery_format != CLOUDEVENTS:
+        raise SubscriptionRefused(
+            f"format {delivery_format!r} is none of {', '.join(DELIVERY_FORMATS)}"
         )
     subs = [granted[t] for t in (types or granted) if t in granted]
     purposes = sorted({sub.purpose for sub in subs})
@@ -146,10 +177,12 @@ async def subscribe(
     callback_url: str,
     authorization: str | None = None,
     event_types: Sequence[str] = (),
+    channels: Sequence[str] = (),
+    delivery_format: str = CLOUDEVENTS,
 ) -> Subscription:
     """Check, shake hands, then keep the subscription; it delivers from the next inbox record."""
     check_callback(callback_url)
-    types, purpose, basis = _grants(registry, agency, event_types)
+    types, purpose, basis = _grants(registry, agency, event_types, delivery_format)
     await handshake(client, callback_url)
     made = Subscription(
         subscription_id=uuid.uuid4(),
@@ -164,6 +197,8 @@ async def subscribe(
         created_at=datetime.now(UTC),
         ended_at=None,
         end_reason=None,
+        delivery_format=delivery_format,
+        channels=sorted(set(channels)),
     )
     async with engine.begin() as connection:
         await connection.execute(
@@ -178,6 +213,8 @@ async def subscribe(
                 legal_basis=made.legal_basis,
                 status=made.status,
                 created_at=made.created_at,
+                delivery_format=made.delivery_format,
+                channels=made.channels,
             )
         )
     return made

@@ -1,7 +1,8 @@
 """`/v1/subscriptions`: an agency makes, reads and ends its webhooks over HTTP.
 
-Notificaties-style fields (`callbackUrl`, `auth`) and a filter on event
-types (`types`); the answer shows the signing secret once, when the
+Notificaties-style fields (`callbackUrl`, `auth`), filters on event types
+(`types`) and Notificaties channels (`channels`), and the delivery `format`
+(`cloudevents` or `notificaties`); the answer shows the signing secret once, when the
 subscription is made, and never the `auth` it sends.
 """
 
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,6 +29,10 @@ class NewSubscription(BaseModel):
     callback_url: str = Field(alias="callbackUrl", max_length=2000)
     auth: str | None = Field(default=None, max_length=2000)
     types: list[str] = Field(default_factory=list, max_length=50)
+    channels: list[Annotated[str, StringConstraints(min_length=1, max_length=50)]] = Field(
+        default_factory=list, max_length=50
+    )
+    format: Literal["cloudevents", "notificaties"] = "cloudevents"
 
 
 class SubscriptionsApi:
@@ -67,6 +72,8 @@ class SubscriptionsApi:
                 callback_url=wanted.callback_url,
                 authorization=wanted.auth,
                 event_types=wanted.types,
+                channels=wanted.channels,
+                delivery_format=wanted.format,
             )
 
     async def listing(self, request: Request) -> Response:

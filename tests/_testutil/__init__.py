@@ -3,7 +3,9 @@
 - `store`: PostgreSQL found (or skipped with the reason), engines on SQLite and per-test
   PostgreSQL schemas, the CLI's store;
 - `events`: the `EventFactory` of the tracker, router, escalation and simulation tests;
-- `kafka`: plain aiokafka clients, as an agency system or operator tool would use them.
+- `kafka`: plain aiokafka clients, as an agency system or operator tool would use them;
+- `webhooks`: the gateway's webhook rows (subscriptions, deliveries, attempts), made
+  straight in a store; used as a module (`from tests._testutil import webhooks`).
 
 tests/conftest.py registers this package as a plugin (`pytest_plugins`), so its fixtures
 (`postgres_url`, `backend`, `engines`, `store`, `database`, `record`, `make`, `producer`)

@@ -8,7 +8,8 @@ import pytest
 async def test_bench_timers_fires_every_timer_and_measures_the_floor() -> None:
     from bench.timers import bench_timers
 
-    result = await bench_timers(50, 2.0)
+    # 50 timers due over one second: the service's and the floor's alike.
+    result = await bench_timers(50, 1.0)
 
     assert 50 == result.service.fired
     assert 50 == result.floor.fired
@@ -45,6 +46,32 @@ async def test_bench_router_routes_every_event_and_measures_both_relays() -> Non
     assert "target_met" in as_dict(result)
 
 
+@pytest.mark.postgres
+async def test_bench_router_instances_routes_every_event_once_with_one_and_two_routers() -> None:
+    """1 router process, then 2 in one group sharing one PostgreSQL database: in each,
+    every event in `router_seen_events` and on the case log exactly once, each router on
+    a chain of its own, and the report carries rates, the ratio and CPU per process."""
+    from bench.router_instances import as_dict, bench_router_instances, report_lines
+    from tests._testutil.store import POSTGRES_URL, require_postgres
+
+    await require_postgres(POSTGRES_URL)
+
+    result = await bench_router_instances(300, [1, 2], rounds=1, database_url=POSTGRES_URL)
+
+    assert [1, 2] == [run.instances for run in result.configurations]
+    for run in result.configurations:
+        assert (300, 300, 300) == (run.routed, run.on_case_log, run.distinct_on_case_log)
+        assert run.instances == run.chains == len(run.cpu.routers)
+        assert all(seconds > 0 for seconds in run.cpu.routers)
+        assert run.cpu.postgres is not None
+    assert {"1", "2"} == set(result.events_per_s) == set(result.ratio) == set(result.busy_share)
+    assert 1.0 == result.ratio["1"]
+    assert result.ratio["2"] > 0
+    assert {"routers", "broker", "postgres", "bench", "busy"} <= set(result.cpu_us_per_event["2"])
+    assert "lock_wait_share" in as_dict(result)
+    assert any("2 router(s)" in line for line in report_lines(result))
+
+
 async def test_bench_tracker_applies_every_event_once_and_skips_the_replay() -> None:
     import os
 
@@ -71,7 +98,8 @@ async def test_bench_tracker_applies_every_event_once_and_skips_the_replay() -> 
 async def test_bench_latency_sees_every_event_on_both_paths_and_the_floor() -> None:
     from bench.latency import as_dict, bench_latency
 
-    result = await bench_latency(100, 2.0)
+    # 200 events per path, as at 100 a second for two seconds, in one second each.
+    result = await bench_latency(200, 1.0)
 
     assert (200, 0, 0, 0) == (
         result.events,
@@ -82,3 +110,63 @@ async def test_bench_latency_sees_every_event_on_both_paths_and_the_floor() -> N
     assert 0 < result.inbox.p50_ms <= result.inbox.p99_ms
     assert 0 < result.floor.p50_ms
     assert "ratio_inbox_p99_floor" in as_dict(result)
+
+
+async def test_bench_gateway_moves_every_event_through_both_servers_and_reports_the_ratio() -> None:
+    """At a tiny size the relay and the real gateway each answer every request 202 (the
+    gateway naming every event accepted, none repeated), the outbox then holds every event
+    both took, and the report carries each side's rate, CPU and the ratio of each round."""
+    from statistics import median
+
+    from bench.gateway import as_dict, bench_gateway
+
+    result = await bench_gateway(60, rounds=2, concurrency=8, timeout=60.0)
+
+    assert (120, 120, 0) == (
+        result.relay_accepted,
+        result.gateway_accepted,
+        result.gateway_repeated,
+    )
+    assert result.expected_on_outbox == result.on_outbox
+    assert 2 == len(result.round_ratios) == len(result.round_rates)
+    assert median(result.round_ratios) == pytest.approx(result.ratio, abs=0.001)
+    assert result.relay_events_per_s > 0
+    assert result.gateway_events_per_s > 0
+    assert result.gateway_cpu_us_per_event > 0
+    assert "target_met" in as_dict(result)
+
+
+async def test_bench_gateway_in_batch_mode_with_httpx_moves_every_event() -> None:
+    """Batch mode (events in arrays of up to `batch`, the last one short) through httpx
+    clients: both sides take every event of every request, and the outbox holds them."""
+    from bench.gateway import bench_gateway
+
+    result = await bench_gateway(
+        45, rounds=1, concurrency=3, batch=10, client="httpx", timeout=60.0
+    )
+
+    assert (10, "httpx") == (result.batch, result.client)
+    assert (45, 45, 0) == (result.relay_accepted, result.gateway_accepted, result.gateway_repeated)
+    assert result.expected_on_outbox == result.on_outbox
+
+
+async def test_bench_webhooks_delivers_every_event_from_both_sides_and_records_each_attempt() -> (
+    None
+):
+    """At a tiny size the receiver counts every POST of the bare sender and of the
+    gateway's dispatcher in each round, the stores hold every delivery as delivered after
+    one attempt each, and the report carries both rates and the ratio of each round."""
+    from statistics import median
+
+    from bench.webhooks import as_dict, bench_webhooks
+
+    result = await bench_webhooks(40, rounds=2, timeout=60.0)
+
+    assert (80, 80) == (result.sender_received, result.dispatcher_received)
+    assert (80, 80) == (result.delivered, result.attempts)
+    assert 2 == len(result.round_ratios) == len(result.round_rates)
+    assert median(result.round_ratios) == pytest.approx(result.ratio, abs=0.001)
+    assert result.sender_deliveries_per_s > 0
+    assert result.dispatcher_deliveries_per_s > 0
+    assert result.intake_events_per_s > 0
+    assert "target_met" in as_dict(result)

@@ -40,6 +40,7 @@ from contracts.events import (
     HandoffExpiry,
     HandoffRejection,
     HandoffRequest,
+    Notificatie,
     TeamRef,
 )
 
@@ -115,6 +116,16 @@ SAMPLE_DATA: dict[str, BaseModel] = {
         topic="agency.uwv.outbox",
         partition=0,
         offset=42,
+    ),
+    "zgw-notificatie": Notificatie(
+        afzender="gm0363",
+        kanaal="zaken",
+        hoofd_object="https://openzaak.example.nl/zaken/api/v1/zaken/5d3c1a7e-0b8f-4c3e-9a4f-2b6d8e1f0a21",
+        resource="status",
+        resource_url="https://openzaak.example.nl/zaken/api/v1/statussen/9e2b4c6d-1a3f-4e5b-8c7d-0f1e2d3c4b5a",
+        actie="create",
+        aanmaakdatum=NOW,
+        kenmerken={"bronorganisatie": "002220647", "vertrouwelijkheidaanduiding": "openbaar"},
     ),
 }
 

@@ -293,18 +293,35 @@ def test_nothing_is_applied_to_a_closed_case(make: EventFactory, build: Any) -> 
     assert _refusal(_apply(make, closed, build(make))) == "the case is closed"
 
 
-def test_a_delivery_failure_notice_is_refused_as_not_part_of_a_case(
-    make: EventFactory,
-) -> None:
-    notice = DeliveryFailed.new(
-        source=make.source("ketenbus"),
+def _notice(make: EventFactory, by: str) -> DeliveryFailed:
+    return DeliveryFailed.new(
+        source=make.source(by),
         case_id=CASE,
         data=DeliveryFailure(
             reason_code="unknown-type", reason="x", topic="agency.uwv.outbox", partition=0, offset=1
         ),
     )
-    reason = _refusal(_apply(make, _opened(make), notice))
+
+
+def test_a_delivery_failure_notice_from_an_agency_is_refused_as_not_part_of_a_case(
+    make: EventFactory,
+) -> None:
+    reason = _refusal(_apply(make, _opened(make), _notice(make, "uwv")))
     assert reason == "delivery-failed is a notice to an agency, not part of a case"
+
+
+def test_the_buss_own_delivery_failure_notice_is_recorded_changing_only_the_last_event_time(
+    make: EventFactory,
+) -> None:
+    """The gateway's notice on the case log (a handoff request its receiver's webhook never
+    took) is the bus's: recorded like its other events, the handoff still pending."""
+    state = _pending(make)
+    notice = _notice(make, "ketenbus")
+
+    decision = _apply(make, state, notice)
+
+    assert Applied(replace(state, last_event_at=notice.time)) == decision
+    assert "unknown case" == _refusal(_apply(make, None, notice))
 
 
 def test_an_event_with_an_older_time_does_not_move_the_last_event_time_back(

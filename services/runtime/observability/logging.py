@@ -51,6 +51,9 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # The Kafka client's own chatter (rebalances, retries) matters only when something fails.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs each request with its URL at INFO: a webhook's URL may carry the
+    # receiver's key in its query, and a line per POST costs more than it tells.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 

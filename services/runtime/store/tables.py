@@ -361,6 +361,7 @@ gateway_events = Table(
 the same id again is answered as accepted without being sent twice."""
 
 SUBSCRIPTION_STATUSES = ("active", "ended")
+DELIVERY_FORMATS = ("cloudevents", "notificaties")
 DELIVERY_STATUSES = ("pending", "delivered", "dead", "dropped")
 
 webhook_subscriptions = Table(
@@ -383,7 +384,22 @@ webhook_subscriptions = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("ended_at", UtcDateTime(), nullable=True),
     Column("end_reason", String(300), nullable=True),
+    Column(
+        "delivery_format",
+        String(16),
+        nullable=False,
+        server_default="cloudevents",
+        comment="cloudevents: the event in structured mode; notificaties: a ZGW message.",
+    ),
+    Column(
+        "channels",
+        JSON(),
+        nullable=False,
+        server_default="[]",
+        comment="Notificaties kanalen delivered (the bus's own events: ketenbus); []: all.",
+    ),
     CheckConstraint(_one_of("status", SUBSCRIPTION_STATUSES), name="status"),
+    CheckConstraint(_one_of("delivery_format", DELIVERY_FORMATS), name="delivery_format"),
 )
 """An agency's webhook: where the gateway POSTs what arrives in its inbox."""
 

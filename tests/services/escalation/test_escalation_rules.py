@@ -16,8 +16,11 @@ from contracts.events import (
     CaseClosure,
     CaseOpened,
     CaseOpening,
+    DeliveryFailed,
+    DeliveryFailure,
     EscalationAcknowledged,
     EscalationAcknowledgement,
+    EscalationRaised,
     EscalationRequest,
     EscalationRequested,
     EscalationResolution,
@@ -31,13 +34,14 @@ from contracts.events import (
     HandoffRequested,
     TeamRef,
 )
-from contracts.handoff import OPERATOR
+from contracts.handoff import OPERATOR, gateway_source
 from contracts.parse import parse_event
+from contracts.reasons import WEBHOOK_UNDELIVERABLE
 from contracts.registry import AgencyRegistry
-from contracts.topics import CASES
+from contracts.topics import CASES, inbox
 from services.escalation.fire import expiry_raise_id, fire
 from services.escalation.levels import Context
-from services.escalation.model import Timer
+from services.escalation.model import Timer, derived_id
 from services.escalation.react import inert, react
 from services.escalation.workspace import Workspace
 from services.runtime.kafka.refusals import Origin
@@ -343,3 +347,49 @@ def test_an_acknowledgement_from_a_team_not_on_the_path_is_ignored(
     )
 
     assert ("raised", 1) == (escalation.status, escalation.level)
+
+
+def _gateway_notice(story: Story, request: HandoffRequested) -> DeliveryFailed:
+    return DeliveryFailed.new(
+        source=gateway_source(story.registry),
+        case_id=story.case_id,
+        causationid=request.id,
+        time=story.now,
+        data=DeliveryFailure(
+            reason_code=WEBHOOK_UNDELIVERABLE,
+            reason="the receiver's webhook did not take the event",
+            rejected_event_id=str(request.id),
+            topic=inbox(request.data.to_agency),
+            partition=0,
+            offset=3,
+        ),
+    )
+
+
+def test_a_request_and_the_gateways_notice_in_one_batch_bring_the_new_deadline_to_now(
+    registry: AgencyRegistry,
+) -> None:
+    """The timer set in the same work is brought forward at once (the store has not got it
+    yet); fired now, it expires the handoff with the ids its deadline would have given, and
+    the escalation says the request was not delivered. The gateway's notices are loaded
+    for, not skipped as inert."""
+    story = Story(registry)
+    story.open()
+    request = story.request("uwv", "svb")
+    deadline = story.timer("handoff-deadline")
+    notice = _gateway_notice(story, request)
+    story.bus_event_back(notice)
+    early = story.timer("handoff-deadline")
+
+    expired, raised = story.fire_due(early)
+
+    assert not inert(notice, OPERATOR)
+    assert (deadline.id, story.now, request.id) == (early.id, early.due_at, early.causation_id)
+    assert early.due_at < request.data.deadline
+    assert isinstance(expired, HandoffExpired)
+    assert isinstance(raised, EscalationRaised)
+    assert (derived_id(deadline.id, "handoff-expired"), expiry_raise_id(deadline.id)) == (
+        expired.id,
+        raised.id,
+    )
+    assert "handoff uwv -> svb request not delivered to svb" in raised.data.cause

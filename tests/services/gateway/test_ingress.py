@@ -3,6 +3,7 @@ what it refuses it says at once, as problem+json. Real broker; SQLite and Postgr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import datetime
@@ -24,7 +25,7 @@ from services.gateway.app import create_gateway
 from services.gateway.intake import BATCH, STRUCTURED
 from services.runtime.config.settings import Settings
 from services.runtime.kafka.clients import make_broker
-from tests._testutil import EventFactory, headers_of, read_until
+from tests._testutil import EventFactory, headers_of, read_to_end, read_until
 
 pytestmark = pytest.mark.broker
 
@@ -240,9 +241,8 @@ async def test_a_repeated_id_is_answered_as_accepted_and_not_sent_twice(
 
     assert (202, 202) == (first.status_code, again.status_code)
     assert {"accepted": [event_id], "repeated": [event_id]} == again.json()
-    found = await read_until(
-        kafka, UWV_OUTBOX, lambda r: read_json(r.value)["id"] == event_id, count=2, timeout=3
-    )
+    # Both were answered 202, each only once Kafka held what it sent: all of it is there.
+    found = await read_to_end(kafka, [UWV_OUTBOX], lambda r: read_json(r.value)["id"] == event_id)
     assert 1 == len(found)
 
 
@@ -297,3 +297,37 @@ async def test_beyond_the_agency_rate_the_answer_is_429_with_retry_after(
     assert [202, 202, 429] == [a.status_code for a in answers]
     assert "rate-exceeded" in _problem(answers[2])["type"]
     assert 1 <= int(answers[2].headers["retry-after"]) <= 2
+
+
+async def test_requests_in_hand_at_once_share_store_visits_and_are_each_answered_as_alone(
+    gateway: httpx.AsyncClient,
+    kafka: str,
+    store: AsyncEngine,
+    uwv_token: str,
+    make: EventFactory,
+    agency_keys: Keys,
+) -> None:
+    """Twenty fresh events, a repeat of an earlier one, a reused id and a revoked token, all
+    at once: each gets the answer it would get on its own."""
+    keys = agency_keys["uwv"]
+    earlier = _signed(make, keys)
+    assert 202 == (await _post(gateway, earlier, uwv_token)).status_code
+    reused = read_json(_signed(make, keys))
+    reused["id"] = read_json(earlier)["id"]
+    revoked = await tokens.issue(store, "uwv", "revoked")
+    await tokens.revoke(store, tokens.digest(revoked))
+    fresh = [_signed(make, keys) for _ in range(20)]
+
+    answers = await asyncio.gather(
+        *(_post(gateway, value, uwv_token) for value in fresh),
+        _post(gateway, earlier, uwv_token),
+        _post(gateway, keys.sign(json.dumps(reused).encode()), uwv_token),
+        _post(gateway, fresh[0], revoked),
+    )
+
+    assert [202] * 21 + [409, 401] == [a.status_code for a in answers]
+    assert [[]] * 20 + [[read_json(earlier)["id"]]] == [a.json()["repeated"] for a in answers[:21]]
+    ids = {read_json(value)["id"] for value in fresh}
+    found = await read_to_end(kafka, [UWV_OUTBOX], lambda r: read_json(r.value)["id"] in ids)
+    assert ids == {read_json(r.value)["id"] for r in found}
+    assert 20 == len(found)

@@ -7,7 +7,10 @@ none a 5xx, and a request the document calls invalid must be refused.
 
 The gateway runs under uvicorn on a loopback port in the test's event loop,
 where its broker and store live; schemathesis's calls block, so they go out from
-a worker thread and the loop stays free to answer them.
+a worker thread and the loop stays free to answer them. A subscription's
+handshake calls the generated callback URL: the gateway's outgoing client here is
+a stand-in for every receiver that answers the handshake and nothing else, so no
+call leaves the machine.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.agency_client import AgencyKeys
 from contracts.parse import read_json
 from contracts.registry import AgencyRegistry
+from services.gateway import tokens
 from services.gateway.app import create_gateway
 from services.gateway.intake import BATCH, STRUCTURED
 from services.gateway.openapi import DOCUMENT
@@ -51,8 +55,16 @@ from tests._testutil import EventFactory
 
 pytestmark = pytest.mark.broker
 
-ANSWERS = DOCUMENT["paths"]["/v1/events"]["post"]["responses"]
-REFUSALS = sorted(code for code in ANSWERS if code.startswith("4"))
+OPERATIONS = [(path, method.upper()) for path, item in DOCUMENT["paths"].items() for method in item]
+REFUSALS = sorted(
+    {
+        code
+        for item in DOCUMENT["paths"].values()
+        for operation in item.values()
+        for code in operation["responses"]
+        if code.startswith("4")
+    }
+)
 """Every refusal the document names: an invalid request must get one of these."""
 
 CONFIG = schemathesis.Config.from_dict(
@@ -87,7 +99,9 @@ async def served(
     broker = make_broker(roomy, kafka, client_id="ketenbus-gateway-contract")
     await broker.start()
     port = free_port()
-    server = http_server(create_gateway(roomy, signed_registry, store, broker), "127.0.0.1", port)
+    receivers = httpx.AsyncClient(transport=httpx.MockTransport(_every_receiver))
+    app = create_gateway(roomy, signed_registry, store, broker, receivers)
+    server = http_server(app, "127.0.0.1", port)
     serving = asyncio.create_task(server.serve())
     try:
         deadline = time.monotonic() + 10
@@ -100,7 +114,15 @@ async def served(
     finally:
         server.should_exit = True
         await serving
+        await receivers.aclose()
         await broker.stop()
+
+
+def _every_receiver(request: httpx.Request) -> httpx.Response:
+    """Any callback, as a receiver that allows the bus in the handshake (and is sent nothing
+    else: no dispatcher runs here)."""
+    assert "OPTIONS" == request.method, f"{request.method} {request.url} was not expected"
+    return httpx.Response(200, headers={"WebHook-Allowed-Origin": "ketenbus"})
 
 
 @pytest.fixture
@@ -116,14 +138,11 @@ def _fuzz(
     examples: int,
     base_url: str,
     headers: dict[str, str],
+    path: str = "/v1/events",
+    method: str = "POST",
 ) -> Callable[[], None]:
-    """`examples` requests to `POST /v1/events` generated in `mode`, each checked.
-
-    The ingress only: it calls nothing but Kafka and the store. An operation that
-    calls out to a URL in its request (a subscription's handshake) must not be fed
-    generated URLs.
-    """
-    operation = schema["/v1/events"]["POST"]
+    """`examples` requests to the operation generated in `mode`, each checked."""
+    operation = schema[path][method]
 
     @_bounded(examples)
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -143,19 +162,35 @@ async def test_the_gateway_serves_the_document_in_the_source(served: str) -> Non
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-async def test_any_request_with_a_valid_token_is_answered_as_documented_never_5xx(
+async def test_any_event_request_with_a_valid_token_is_answered_as_documented_never_5xx(
     schema: OpenApiSchema, served: str, uwv_token: str, mode: GenerationMode
 ) -> None:
+    """POST /v1/events as uwv: whatever is generated is answered as the document says."""
     authorised = {"Authorization": f"Bearer {uwv_token}"}
 
     await asyncio.to_thread(_fuzz(schema, mode, 60, served, authorised))
 
 
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+async def test_notificaties_and_subscriptions_of_a_zgw_system_are_answered_as_documented(
+    schema: OpenApiSchema, served: str, store: AsyncEngine, mode: GenerationMode
+) -> None:
+    """Every operation but /v1/events, as gm0363 (which may send Notificaties messages): a
+    generated message is 201 or a documented refusal, a subscription 201 or 400, never 5xx."""
+    authorised = {"Authorization": f"Bearer {await tokens.issue(store, 'gm0363', 'zgw')}"}
+    others = [(path, method) for path, method in OPERATIONS if path != "/v1/events"]
+
+    for path, method in others:
+        await asyncio.to_thread(_fuzz(schema, mode, 25, served, authorised, path, method))
+
+
 async def test_any_request_without_a_valid_token_is_a_documented_401_never_5xx(
     schema: OpenApiSchema, served: str
 ) -> None:
-    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        await asyncio.to_thread(_fuzz(schema, mode, 40, served, {}))
+    """Every operation, both modes, no token: 401 as documented."""
+    for path, method in OPERATIONS:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            await asyncio.to_thread(_fuzz(schema, mode, 15, served, {}, path, method))
 
 
 def _signed_case(schema: OpenApiSchema, mode: str, events: list[dict[str, Any]]) -> Case:

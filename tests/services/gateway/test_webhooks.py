@@ -6,11 +6,12 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,15 +30,16 @@ from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.parse import read_json
 from contracts.registry import AgencyRegistry
+from contracts.zgw import NotificatieMessage, notificatie_event
 from services.gateway import subscriptions, tokens
 from services.gateway.dispatch import Dispatcher
 from services.gateway.inbox import InboxIntake
-from services.gateway.replay import replay
 from services.runtime.config.settings import Settings
 from services.runtime.kafka.clients import make_broker
 from services.runtime.kafka.embedded import free_port
 from services.runtime.process.http import http_server
 from services.runtime.store.tables import webhook_attempts, webhook_deliveries
+from services.webhook_deliveries import replay
 from tests._testutil import EventFactory, headers_of, read_until
 
 pytestmark = pytest.mark.broker
@@ -429,3 +431,130 @@ async def test_a_replayed_delivery_is_posted_again_with_the_same_webhook_id(
 
     ids = [headers["webhook-id"] for _, headers, _ in receiver.received]
     assert 2 == len(ids) == 2 * len(set(ids))
+
+
+def _notificatie(kanaal: str = "zaken") -> tuple[bytes, dict[str, Any]]:
+    """A zgw-notificatie as the gateway puts it in an inbox, and the message it was made of."""
+    zaak = f"https://openzaak.gm0363.example.nl/zaken/api/v1/zaken/{uuid.uuid4()}"
+    message = NotificatieMessage(
+        kanaal=kanaal,
+        hoofd_object=zaak,
+        resource="zaak",
+        resource_url=zaak,
+        actie="create",
+        aanmaakdatum=datetime.now(UTC),
+        kenmerken={"bronorganisatie": "002220647"},
+    )
+    event = notificatie_event(message, agency="gm0363", operator_oin="00000099000000000001")
+    return event.to_json(), message.api_form()
+
+
+async def test_a_notificaties_subscription_gets_the_zgw_message_and_nothing_else(
+    store: AsyncEngine,
+    signed_registry: AgencyRegistry,
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+    broker: KafkaBroker,
+    quick: Settings,
+    make: EventFactory,
+    agency_keys: dict[str, AgencyKeys],
+) -> None:
+    """Format notificaties: the Notificaties API 1.0 message as JSON, signed like any delivery;
+    an event with no Notificaties form is not kept for it."""
+    made = await _subscribe(
+        store, signed_registry, client, receiver, delivery_format=subscriptions.NOTIFICATIES
+    )
+    value, message = _notificatie()
+    other = agency_keys[SENDER].sign(make.opened(uuid.uuid4(), by=SENDER).to_json())
+    await _arrive(store, [other, value])
+    dispatcher = Dispatcher(quick, signed_registry, store, broker, client)
+
+    await _until(dispatcher, _all(store, "delivered"))
+
+    assert ["zgw-notificatie"] == made.event_types
+    assert 1 == len(receiver.received)
+    _, headers, body = receiver.received[0]
+    assert "application/json" == headers["content-type"]
+    assert message == read_json(body)
+    assert read_json(value)["id"] == headers["webhook-id"]
+    Webhook(made.signing_secret).verify(body, headers)
+
+
+async def test_a_channel_filter_keeps_only_that_kanaal_and_ketenbus_names_the_bus_s_own(
+    store: AsyncEngine,
+    signed_registry: AgencyRegistry,
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+    broker: KafkaBroker,
+    quick: Settings,
+    make: EventFactory,
+    agency_keys: dict[str, AgencyKeys],
+) -> None:
+    """channels [zaken]: a zaken notification is delivered; a documenten one and a bus event
+    are not. channels [ketenbus]: the bus event alone."""
+    zaken, _ = _notificatie("zaken")
+    documenten, _ = _notificatie("documenten")
+    bus_event = agency_keys[SENDER].sign(make.opened(uuid.uuid4(), by=SENDER).to_json())
+    await _subscribe(store, signed_registry, client, receiver, channels=["zaken"])
+    await _subscribe(store, signed_registry, client, receiver, channels=["ketenbus"])
+    await _arrive(store, [zaken, documenten, bus_event])
+    dispatcher = Dispatcher(quick, signed_registry, store, broker, client)
+
+    await _until(dispatcher, _all(store, "delivered"))
+
+    assert sorted([zaken, bus_event]) == sorted(body for _, _, body in receiver.received)
+
+
+async def test_a_notificaties_subscription_for_another_type_is_refused(
+    store: AsyncEngine,
+    signed_registry: AgencyRegistry,
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    """Only a zgw-notificatie has a Notificaties form: asking for case-opened in it is refused."""
+    with pytest.raises(subscriptions.SubscriptionRefused, match="delivers zgw-notificatie alone"):
+        await _subscribe(
+            store,
+            signed_registry,
+            client,
+            receiver,
+            event_types=["case-opened"],
+            delivery_format=subscriptions.NOTIFICATIES,
+        )
+
+
+async def test_a_notificatie_given_up_is_a_dead_letter_as_the_event_and_its_afzender_is_told(
+    store: AsyncEngine,
+    signed_registry: AgencyRegistry,
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+    broker: KafkaBroker,
+    quick: Settings,
+    kafka: str,
+) -> None:
+    """A notificaties subscription is sent the ZGW message, but what it gives up goes to the
+    dead letters as the inbox's event, and gm0363 (whose Open Zaak sent it) is told."""
+    await _subscribe(
+        store, signed_registry, client, receiver, delivery_format=subscriptions.NOTIFICATIES
+    )
+    value, message = _notificatie()
+    receiver.script = [500] * 100
+    await _arrive(store, [value])
+    brief = quick.model_copy(update={"webhook_horizon": timedelta(seconds=1)})
+    dispatcher = Dispatcher(brief, signed_registry, store, broker, client)
+
+    await _until(dispatcher, _all(store, "dead"))
+
+    assert {json.dumps(message, separators=(",", ":")).encode()} == {
+        b for _, _, b in receiver.received
+    }
+    dead = await read_until(kafka, topics.DLQ, lambda r: r.value == value, timeout=5)
+    assert "webhook-undeliverable" == headers_of(dead[0])[topics.DLQ_REASON_CODE]
+    event_id = read_json(value)["id"]
+    notices = await read_until(
+        kafka,
+        topics.inbox("gm0363"),
+        lambda r: read_json(r.value).get("causationid") == event_id,
+        timeout=5,
+    )
+    assert "webhook-undeliverable" == read_json(notices[0].value)["data"]["reason_code"]

@@ -267,6 +267,22 @@ def test_the_escalation_service_reads_the_case_log_and_writes_alerts_cases_inbox
     )
 
 
+def test_the_gateway_reads_every_inbox_in_its_group_and_writes_outboxes_inboxes_dlq_case_log(
+    registry: AgencyRegistry,
+) -> None:
+    """Outboxes: what agencies POST; inboxes in `ketenbus-gateway`: their webhooks; the DLQ
+    and inboxes: a delivery given up and the sender's notice; the case log: that notice for
+    a handoff request its receiver never got (the escalation service escalates it there)."""
+    acls = kafka_acls(registry)
+    inboxes = {topics.inbox(agency.code) for agency in registry.agencies}
+    outboxes = {topics.outbox(agency.code) for agency in registry.agencies}
+    writes = _topics(acls, GATEWAY, Operation.WRITE)
+
+    assert inboxes == _topics(acls, GATEWAY, Operation.READ)
+    assert {acl_module.GATEWAY_GROUP} == _groups(acls, GATEWAY)
+    assert {topics.CASES, topics.DLQ, *inboxes, *outboxes} == writes - {topics.AUDIT}
+
+
 def test_the_group_ids_are_the_services_defaults() -> None:
     tracker = inspect.signature(create_tracker).parameters["group_id"].default
     escalation = inspect.signature(EscalationService).parameters["group_id"].default
@@ -288,6 +304,7 @@ def test_every_topic_a_service_package_names_is_granted_to_that_service(
         "tracker": TRACKER,
         "escalation": ESCALATION,
         "console": CONSOLE,
+        "gateway": GATEWAY,
     }
 
     for package, principal in principals.items():

@@ -1,17 +1,22 @@
 """The audit trail's records and their hash chain: who received which fields of which case.
 
-The router writes one `AuditRecord` per delivery of an event to an agency's
-inbox and publishes it on `ketenbus.audit`. Every record carries the hash of
-the one before it, so changing, removing or reordering a record breaks the
-chain at that record. Auditors outside the bus import this module on its own
-to check the records they read from the topic (`check_chain`); it does no I/O.
+The bus writes one `AuditRecord` per delivery of an event to an agency's
+inbox and publishes it on `ketenbus.audit`. Each writer (every router,
+escalation and gateway process) keeps a chain of its own, named in the
+record's `chain`, so that writers never queue on each other. Every record
+carries the hash of the one before it on its chain, so changing, removing or
+reordering a record breaks the chain at that record. Auditors outside the bus
+import this module on its own to check the records they read from the topic
+(`check_chain`, per chain, in `seq` order); it does no I/O.
 
 How a record's hash is computed (so it can be checked without this code too):
-take the record as a JSON object without its `hash` member (that is, the
-entry's fields plus `seq` and `prev_hash`, with UUIDs as strings and
+take the record as a JSON object without its `hash` and `chain` members (that
+is, the entry's fields plus `seq` and `prev_hash`, with UUIDs as strings and
 `delivered_at` in UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ`), serialise it with
 the JSON Canonicalization Scheme (RFC 8785) and take the SHA-256 of those
-bytes, in lowercase hex. The first record's `prev_hash` is `GENESIS_HASH`.
+bytes, in lowercase hex. The first record of each chain has `prev_hash`
+`GENESIS_HASH`. The chains themselves are anchored in a chain of their
+openings (`opening_hash`), which the store keeps with its head.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ from contracts.canonical import EXACT_INT, canonical_flat, canonical_json
 
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of the first record: there is nothing before it."""
+
+LEGACY_CHAIN = "ketenbus"
+"""The chain every record was on before each writer kept its own."""
+
+ChainName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._:/-]{0,119}$")]
+"""The name of one writer's chain: `router/<instance>`, `escalation/<instance>`, ..."""
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 """How `delivered_at` is written in a record's JSON, and so in what its hash covers."""
@@ -82,11 +93,17 @@ class AuditEntry(BaseModel):
 
 
 class AuditRecord(AuditEntry):
-    """An entry linked into the chain: its place (`seq`), its predecessor's hash, its own."""
+    """An entry linked into its chain: its place (`seq`), its predecessor's hash, its own."""
 
-    seq: int = Field(ge=1, description="1, 2, 3, ... without gaps, over all deliveries.")
+    seq: int = Field(ge=1, description="1, 2, 3, ... without gaps, over the chain's records.")
     prev_hash: Sha256Hex = Field(description="The hash of record `seq - 1`; genesis for 1.")
     hash: Sha256Hex = Field(description="`record_hash` of this record.")
+    chain: ChainName = Field(
+        default=LEGACY_CHAIN,
+        description="The chain the record is on: each writer of deliveries keeps one, so that "
+        "writers never wait for each other. Not in the hash: a chain's first record follows "
+        "GENESIS_HASH, and the chain itself is anchored by its opening (`opening_hash`).",
+    )
 
 
 _ENTRY_ORDER = tuple(AuditEntry.model_fields)
@@ -109,7 +126,20 @@ def record_json(record: AuditRecord) -> bytes:
     """The record as published on `ketenbus.audit`: what `model_dump_json` writes, faster."""
     document = _document(record.seq, record.prev_hash, record)
     document["hash"] = record.hash
+    document["chain"] = record.chain
     return orjson.dumps(document)
+
+
+def opening_hash(seq: int, prev_hash: str, chain: str) -> str:
+    """The hash of the `seq`-th chain opened, after the opening whose hash is `prev_hash`.
+
+    The openings form a chain of their own (the first follows GENESIS_HASH): the
+    SHA-256 (hex) of the RFC 8785 canonical JSON of `{"chain", "seq", "prev_hash"}`.
+    A chain removed whole, head and records, leaves its opening behind.
+    """
+    return hashlib.sha256(
+        canonical_json({"chain": chain, "seq": seq, "prev_hash": prev_hash})
+    ).hexdigest()
 
 
 def _document(seq: int, prev_hash: str, entry: AuditEntry) -> dict[str, str | int | list[str]]:
@@ -136,14 +166,16 @@ def _utc_text(value: datetime) -> str:
     return value.astimezone(UTC).strftime(TIME_FORMAT)
 
 
-def link(seq: int, prev_hash: str, entry: AuditEntry) -> AuditRecord:
-    """`entry` as record number `seq`, following the record whose hash is `prev_hash`."""
+def link(seq: int, prev_hash: str, entry: AuditEntry, chain: str = LEGACY_CHAIN) -> AuditRecord:
+    """`entry` as record number `seq` of `chain`, following the record whose hash is
+    `prev_hash`."""
     if not 1 <= seq <= EXACT_INT or not _SHA256_HEX.fullmatch(prev_hash):
         raise ValueError(f"no audit record links as number {seq} after {prev_hash[:80]!r}")
     values = {name: getattr(entry, name) for name in _ENTRY_ORDER}
     values["seq"] = seq
     values["prev_hash"] = prev_hash
     values["hash"] = record_hash(seq, prev_hash, entry)
+    values["chain"] = chain
     # The entry is valid and the hash is this module's: nothing left to validate.
     return _trusted(AuditRecord, values)
 
@@ -222,6 +254,9 @@ class Broken(BaseModel):
     reason: str
     case_id: UUID | None = Field(default=None, description="The record's case, if it exists.")
     event_id: UUID | None = Field(default=None, description="The record's event, if it exists.")
+    chain: str | None = Field(
+        default=None, description="The chain the record is on; None: the chain of openings."
+    )
 
 
 def check_chain(

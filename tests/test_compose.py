@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from contracts import topics
+from services.runtime.config.production import external_broker, unsafe_defaults
 from services.runtime.config.registry import load_registry
 from services.runtime.config.settings import Settings
 from services.runtime.kafka.acl import SERVICE_PRINCIPALS
@@ -244,6 +245,25 @@ def test_settings_accept_every_value_a_project_service_is_given(
     assert Path(environment["KETENBUS_KAFKA_SSL_CAFILE"]) == settings.kafka_ssl_cafile
 
 
+@pytest.mark.parametrize("service", [s for s in PROJECT_SERVICES if s != "kafka-init"])
+def test_no_project_service_is_left_with_a_one_machine_default(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside the cluster every service would refuse SQLite, the console a random secret: the
+    compose file sets both, so each starts (kafka-init only makes topics: it has no store)."""
+    for key in [key for key in os.environ if key.startswith("KETENBUS_")]:
+        monkeypatch.delenv(key)
+    for key, value in _environment(service).items():
+        monkeypatch.setenv(key, value)
+
+    settings = Settings()
+
+    assert external_broker(settings)
+    assert [] == unsafe_defaults(
+        settings, console=_module_of(_command(service)) == "services.console"
+    )
+
+
 def test_kraft_quorum_voters_name_every_broker_by_its_node_id() -> None:
     voters_by_broker = {
         name: _environment(name)["KAFKA_CONTROLLER_QUORUM_VOTERS"] for name in BROKERS
@@ -350,7 +370,10 @@ def test_the_security_step_waits_for_every_broker_to_be_healthy() -> None:
 
 def test_services_start_after_their_prerequisites_with_conditions() -> None:
     expected = {
-        "router": {"kafka-init": "service_completed_successfully"},
+        "router": {
+            "kafka-init": "service_completed_successfully",
+            "postgres": "service_healthy",
+        },
         "tracker": {
             "kafka-init": "service_completed_successfully",
             "postgres": "service_healthy",
@@ -361,6 +384,7 @@ def test_services_start_after_their_prerequisites_with_conditions() -> None:
         },
         "console": {
             "kafka-init": "service_completed_successfully",
+            "postgres": "service_healthy",
             "router": "service_started",
             "tracker": "service_started",
             "escalation": "service_started",

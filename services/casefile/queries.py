@@ -94,8 +94,15 @@ def _summary_fields(row: Row[Any]) -> dict[str, Any]:
 
 
 async def case_view(engine: AsyncEngine, case_id: UUID) -> CaseView | None:
-    """The case and its timeline in the order the tracker met the events; None if never opened."""
+    """The case and its timeline in the order the tracker met the events; None if never opened.
+
+    Both from one snapshot: the tracker commits a case's state and its timeline
+    together, and a view must not show the one before and the other after.
+    """
     async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # Read committed would take each statement's own snapshot.
+            await connection.execution_options(isolation_level="REPEATABLE READ")
         row = (await connection.execute(select(cases).where(cases.c.case_id == case_id))).first()
         if row is None:
             return None

@@ -27,7 +27,9 @@ def render_break(report: ChainReport) -> str:
     """The first broken record, with its case and event when it still exists."""
     broken = report.broken
     assert broken is not None
-    where = f"record {broken.seq}"
+    where = f"record {broken.seq}" if broken.chain else f"chain opening {broken.seq}"
+    if broken.chain:
+        where += f" of chain {broken.chain}"
     if broken.case_id is not None and broken.event_id is not None:
         where += f" (case {broken.case_id}, event {broken.event_id})"
     intact = f"{report.records} record(s) before it intact"
@@ -38,10 +40,10 @@ def render_break(report: ChainReport) -> str:
 def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
-    """Check every record's hash and link to the one before, and the chain's head.
+    """Check every record's hash and link to the one before, and each chain's head.
 
     Exits 1, naming the first broken record, if a record was changed, removed,
-    reordered or added since it was written.
+    reordered or added since it was written, or a chain removed whole.
     """
     from services.audit import verify as verify_chain
 
@@ -53,4 +55,7 @@ def verify(
         return
     if not report.intact:
         raise UserError(render_break(report))
-    typer.echo(f"audit chain intact: {report.records} records, head {report.head_hash}")
+    typer.echo(
+        f"audit chain intact: {report.records} records on {report.chains} chain(s), "
+        f"openings head {report.head_hash}"
+    )

@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from services.console.app import create_console
+from services.runtime.config.production import refuse_unsafe_defaults
 from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
 from services.runtime.observability.logging import configure
@@ -20,6 +21,7 @@ def main() -> None:
             "ketenbus console: set KETENBUS_KAFKA_BOOTSTRAP, or start the bus with `ketenbus up`"
         )
     try:
+        refuse_unsafe_defaults(settings, console=True)
         app = create_console(
             settings, bootstrap=settings.kafka_bootstrap, health_targets=settings.health_targets
         )

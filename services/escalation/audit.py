@@ -21,13 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contracts import topics
 from contracts.audit import AuditEntry, AuditRecord, record_json
 from contracts.registry import AgencyRegistry
-from services.audit import append
+from services.audit import append, new_chain
 from services.escalation.levels import Context
 from services.escalation.model import CaseFile
 from services.runtime.kafka.clients import Outgoing
 
 ESCALATION_EVENTS = ("escalation-raised", "escalation-resolved")
 HANDOFF_EVENTS = ("handoff-expired",)
+
+CHAIN = new_chain("escalation")
+"""This process's audit chain: its own, so no other writer waits for it."""
 
 
 def entries(
@@ -80,7 +83,7 @@ async def audited(
     found = entries(outbox, files, ctx.registry, datetime.now(UTC))
     if not found:
         return list(outbox)
-    records = await append(connection, found)
+    records = await append(connection, found, chain=CHAIN)
     return [*outbox, *_records_out(records)]
 
 
@@ -98,7 +101,7 @@ async def audited_each(
     """
     now = datetime.now(UTC)
     found = [entries(outbox, files, ctx.registry, now) for outbox in outboxes]
-    records = await append(connection, [entry for each in found for entry in each])
+    records = await append(connection, [entry for each in found for entry in each], chain=CHAIN)
     out: list[list[Outgoing]] = []
     start = 0
     for outbox, each in zip(outboxes, found, strict=True):

@@ -39,7 +39,7 @@ from contracts.events import ZgwNotificatie
 from contracts.registry import AgencyRegistry, Subscription
 from contracts.screening import screen
 from contracts.zgw import NotificatieMessage, notificatie_event
-from services.audit import append
+from services.audit import append, new_chain
 from services.gateway.ingress import Ingress, agency_of_request
 from services.gateway.intake import Taken, media_type
 from services.gateway.problems import Problem
@@ -67,6 +67,7 @@ class Notificaties:
         self.engine = engine
         self.broker = broker
         self.ingress = ingress
+        self.audit_chain = new_chain("gateway")
 
     async def endpoint(self, request: Request) -> Response:
         try:
@@ -134,7 +135,7 @@ class Notificaties:
             for code, grant in receivers
         ]
         async with write_transaction(self.engine) as connection:
-            records = await append(connection, entries)
+            records = await append(connection, entries, chain=self.audit_chain)
             audits = [Outgoing(topics.AUDIT, key, record_json(r), {}, chain) for r in records]
             await publish_all(self.broker, [*copies, *audits])
 

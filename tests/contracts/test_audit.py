@@ -35,10 +35,12 @@ def chain(count: int) -> list[AuditRecord]:
 
 
 def test_a_record_hash_is_sha256_of_its_published_json_without_hash_in_rfc8785_form() -> None:
-    """What an auditor does with a record read from the topic, without this module."""
+    """What an auditor does with a record read from the topic, without this module: the
+    hash covers everything but itself and the chain's name."""
     record = chain(1)[0]
     published = json.loads(record.model_dump_json())
     claimed = published.pop("hash")
+    assert "ketenbus" == published.pop("chain")
 
     assert hashlib.sha256(rfc8785.dumps(published)).hexdigest() == claimed
 

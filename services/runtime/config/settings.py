@@ -130,6 +130,17 @@ class Settings(BaseSettings):
         "(everyone logs in again after a restart).",
     )
 
+    console_login_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed console logins one user name may have per "
+        "`KETENBUS_CONSOLE_LOGIN_WINDOW_S` (a client address four times as many); beyond it "
+        "the answer is 429 with Retry-After.",
+    )
+    console_login_window_s: int = Field(
+        default=300, ge=1, description="The moving window the failed logins are counted in."
+    )
+
     # The HTTP gateway: agency systems that speak HTTP instead of Kafka.
     gateway_port: int = Field(
         default=8090, description="The HTTP gateway's port (CloudEvents in, webhooks out)."

@@ -147,6 +147,7 @@ def service_main(name: str, run: Callable[[Settings, str], Coroutine[Any, Any, N
     process with one line naming the service, never a traceback.
     """
     from contracts.registry import RegistryInvalid
+    from services.runtime.config.production import refuse_unsafe_defaults
     from services.runtime.errors import UserError
     from services.runtime.observability.logging import configure
 
@@ -158,6 +159,10 @@ def service_main(name: str, run: Callable[[Settings, str], Coroutine[Any, Any, N
             f"ketenbus-{name}: KETENBUS_KAFKA_BOOTSTRAP is not set; set it to the Kafka "
             "bootstrap servers, or run the whole bus with `ketenbus up`"
         )
+    try:
+        refuse_unsafe_defaults(settings)
+    except UserError as exc:
+        sys.exit(f"ketenbus-{name}: {exc}")
     tracing = setup_tracing(settings, name)
     freeze_long_lived()  # the service's modules are imported: they live as long as it does
     try:

@@ -31,7 +31,19 @@ from sqlalchemy.ext.asyncio import (
 if TYPE_CHECKING:
     from alembic.config import Config
 
-MIGRATIONS = Path(__file__).resolve().parents[3] / "deploy" / "migrations"
+
+def migrations_directory(module: Path = Path(__file__)) -> Path:
+    """Where the Alembic scripts are, for this module at `module`.
+
+    A checkout has them beside the package; an installed package (the image) does
+    not, and finds the copy its working directory holds (the Dockerfile copies
+    deploy/ to /app).
+    """
+    beside = module.resolve().parents[3] / "deploy" / "migrations"
+    return beside if beside.is_dir() else Path.cwd() / "deploy" / "migrations"
+
+
+MIGRATIONS = migrations_directory()
 """The Alembic script directory."""
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000

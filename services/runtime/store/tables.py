@@ -259,20 +259,30 @@ escalation_seen_events = Table(
 
 
 # The audit trail (`services.audit`): one row per delivery to an agency's inbox,
-# hash-chained, and the chain's head. Field names only, never the fields' values.
+# hash-chained on its writer's chain; each chain's head; the head of the chains'
+# openings. Field names only, never the fields' values.
 
 SHA256_HEX = 64
 """A SHA-256 digest in lowercase hex."""
+
+CHAIN_NAME = 120
 
 audit_records = Table(
     "audit_records",
     metadata,
     Column(
+        "chain",
+        String(CHAIN_NAME),
+        primary_key=True,
+        server_default="ketenbus",
+        comment="The writer's chain the record is on (`contracts.audit.AuditRecord.chain`).",
+    ),
+    Column(
         "seq",
         BigInteger().with_variant(Integer(), "sqlite"),
         primary_key=True,
         autoincrement=False,
-        comment="The record's place in the chain: 1, 2, 3, ... without gaps.",
+        comment="The record's place in its chain: 1, 2, 3, ... without gaps.",
     ),
     Column("case_id", Uuid(), nullable=False, index=True),
     Column("event_id", Uuid(), nullable=False, comment="The event delivered."),
@@ -287,16 +297,42 @@ audit_records = Table(
 )
 """The audit trail, append-only: each row's `hash` covers its contents and `prev_hash`."""
 
+audit_chains = Table(
+    "audit_chains",
+    metadata,
+    Column("chain", String(CHAIN_NAME), primary_key=True),
+    Column(
+        "opened_seq",
+        BigInteger,
+        nullable=False,
+        unique=True,
+        comment="Its place among the chains' openings: 1, 2, 3, ... without gaps.",
+    ),
+    Column("opening_prev_hash", String(SHA256_HEX), nullable=False),
+    Column(
+        "opening_hash",
+        String(SHA256_HEX),
+        nullable=False,
+        comment="contracts.audit.opening_hash(opened_seq, opening_prev_hash, chain).",
+    ),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("seq", BigInteger, nullable=False, comment="The chain's last record; 0: none yet."),
+    Column("hash", String(SHA256_HEX), nullable=False, comment="That record's hash."),
+)
+"""One row per chain, its head: appends to a chain lock its row, so it never forks, and
+`verify` compares it with the chain's last record, so removing records at the end shows."""
+
 audit_chain_head = Table(
     "audit_chain_head",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("seq", BigInteger, nullable=False, comment="The last record written; 0: none yet."),
-    Column("hash", String(SHA256_HEX), nullable=False, comment="That record's hash."),
+    Column("seq", BigInteger, nullable=False, comment="The chains opened; 0: none yet."),
+    Column("hash", String(SHA256_HEX), nullable=False, comment="The last opening's hash."),
     CheckConstraint("id = 1", name="one_row"),
 )
-"""One row (id 1): where the chain ends. Appends lock it, so the chain never forks,
-and `verify` compares it with the last record, so removing records at the end shows."""
+"""One row (id 1): where the chain of openings ends. Opening a chain (once per writer
+process) locks it; `verify` compares it with the last opening, so a chain removed whole,
+head and records, shows."""
 
 
 # The router's custody of cases (`services.router`): who holds each case, which

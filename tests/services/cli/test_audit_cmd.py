@@ -12,7 +12,7 @@ import typer
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from contracts.audit import GENESIS_HASH, AuditEntry, AuditRecord
+from contracts.audit import GENESIS_HASH, AuditEntry, AuditRecord, opening_hash
 from contracts.registry import AgencyRegistry
 from services.audit import append
 from services.cli import audit_cmd, trace_cmd
@@ -36,7 +36,7 @@ def audited(database: str) -> Append:
             try:
                 await migrate(engine)
                 async with write_transaction(engine) as connection:
-                    return await append(connection, entries)
+                    return await append(connection, entries, chain="router/test")
             finally:
                 await engine.dispose()
 
@@ -70,7 +70,7 @@ def cli(database: str) -> typer.Typer:
 def test_audit_verify_of_an_empty_store_is_intact_at_genesis(cli: typer.Typer) -> None:
     result = CliRunner().invoke(cli, ["audit", "verify"])
 
-    assert (0, f"audit chain intact: 0 records, head {GENESIS_HASH}\n") == (
+    assert (0, f"audit chain intact: 0 records on 0 chain(s), openings head {GENESIS_HASH}\n") == (
         result.exit_code,
         result.output,
     )
@@ -79,11 +79,12 @@ def test_audit_verify_of_an_empty_store_is_intact_at_genesis(cli: typer.Typer) -
 def test_audit_verify_counts_the_records_and_names_the_head(
     cli: typer.Typer, audited: Append
 ) -> None:
-    records = audited([entry(), entry(), entry()])
+    audited([entry(), entry(), entry()])
+    openings = opening_hash(1, GENESIS_HASH, "router/test")
 
     result = CliRunner().invoke(cli, ["audit", "verify"])
 
-    assert (0, f"audit chain intact: 3 records, head {records[-1].hash}\n") == (
+    assert (0, f"audit chain intact: 3 records on 1 chain(s), openings head {openings}\n") == (
         result.exit_code,
         result.output,
     )
@@ -100,7 +101,8 @@ def test_audit_verify_names_a_changed_record_and_exits_1(
     assert 1 == result.exit_code
     assert isinstance(result.exception, UserError)
     assert (
-        f"audit chain broken: record 2 (case {records[1].case_id}, event {records[1].event_id}): "
+        f"audit chain broken: record 2 of chain router/test (case {records[1].case_id}, "
+        f"event {records[1].event_id}): "
         "contents changed since it was written (1 record(s) before it intact)"
     ) == str(result.exception)
 
@@ -114,24 +116,25 @@ def test_audit_verify_json_reports_the_break_and_exits_1(
     result = CliRunner().invoke(cli, ["audit", "verify", "--json"])
     report = json.loads(result.output)
 
-    assert (1, False, 0, 1, "contents-changed", 2) == (
+    assert (1, False, 0, 1, "contents-changed", "router/test", 1) == (
         result.exit_code,
         report["intact"],
         report["records"],
         report["broken"]["seq"],
         report["broken"]["kind"],
+        report["broken"]["chain"],
         report["head_seq"],
     )
 
 
 def test_audit_verify_json_of_an_intact_chain_exits_0(cli: typer.Typer, audited: Append) -> None:
-    records = audited([entry()])
+    audited([entry()])
 
     result = CliRunner().invoke(cli, ["audit", "verify", "--json"])
 
-    assert (0, True, None, 1, records[0].hash) == (
+    assert (0, True, None, 1, 1) == (
         result.exit_code,
-        *(json.loads(result.output)[key] for key in ("intact", "broken", "records", "head_hash")),
+        *(json.loads(result.output)[key] for key in ("intact", "broken", "records", "chains")),
     )
 
 

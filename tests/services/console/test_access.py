@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -22,9 +23,11 @@ OPERATOR_PATHS = [
     "/",
     "/cases",
     "/dead-letters",
+    "/webhooks",
     "/signals",
     "/api/overview",
     "/api/dead-letters",
+    "/api/webhooks",
     "/api/signals",
 ]
 
@@ -280,3 +283,60 @@ async def test_without_a_users_file_nobody_logs_in_and_healthz_still_answers(
 def _operator_form() -> dict[str, str]:
     name, password = CREDENTIALS.operator
     return {"username": name, "password": password}
+
+
+async def _fail(client: httpx.AsyncClient, name: str) -> int:
+    response = await client.post("/login", data={"username": name, "password": "wrong"})
+    return response.status_code
+
+
+async def test_after_five_failed_logins_a_name_is_refused_429_even_with_the_right_password(
+    console: ConsoleHarness,
+) -> None:
+    """The sixth try within the window is not checked: 429 with Retry-After, no session."""
+    client = console.client()
+
+    statuses = [await _fail(client, "operator") for _ in range(5)]
+    sixth = await client.post("/login", data=_operator_form())
+
+    assert [401] * 5 == statuses
+    assert 429 == sixth.status_code
+    assert 1 <= int(sixth.headers["retry-after"]) <= 300
+    assert "Too many failed logins" in sixth.text
+    assert 401 == (await client.get("/api/whoami")).status_code
+
+
+async def test_one_name_s_failures_do_not_lock_out_another_name_from_the_same_address(
+    console: ConsoleHarness,
+) -> None:
+    client = console.client()
+    for _ in range(5):
+        await _fail(client, "operator")
+
+    member = await client.post(
+        "/login", data={"username": "inning", "password": CREDENTIALS.member[1]}
+    )
+
+    assert 303 == member.status_code
+
+
+async def test_a_successful_login_clears_its_name_s_count(console: ConsoleHarness) -> None:
+    """Four failures, a success, four failures again: still 401, not 429."""
+    client = console.client()
+    for _ in range(4):
+        await _fail(client, "operator")
+    assert 303 == (await client.post("/login", data=_operator_form())).status_code
+
+    assert [401] * 4 == [await _fail(client, "operator") for _ in range(4)]
+
+
+async def test_one_address_trying_many_names_is_stopped_at_four_times_one_name_s_limit(
+    console: ConsoleHarness,
+) -> None:
+    """Twenty names fail once each from one address; the twenty-first name gets 429."""
+    client = console.client()
+
+    statuses = [await _fail(client, f"guess{n}") for n in range(20)]
+    next_name = await _fail(client, "guess20")
+
+    assert ([401] * 20, 429) == (statuses, next_name)

@@ -45,6 +45,7 @@ async def _case(console: ConsoleHarness, registry: AgencyRegistry) -> tuple[UUID
                 entry(case_id, receiver="svb", minute=1, fields=("actions", "personal")),
                 entry(case_id, receiver="gm0363", minute=2, event_type="escalation-raised"),
             ],
+            chain="router/test",
         )
     return case_id, handoff_id, escalation_id
 

@@ -19,6 +19,23 @@ def _drop_personal(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any
     return event_dict
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was set up.
+
+    A program that swaps stderr for a while (a test runner, an embedding CLI) and closes
+    its stand-in afterwards must not leave every later log line writing to a closed file.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR: Any = _CurrentStderr()
+
+
 def configure(level: str = "INFO", fmt: str = "auto") -> None:
     """Set up structlog and route the standard library's loggers through it."""
     json_out = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -36,10 +53,10 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

@@ -65,15 +65,20 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 SERVICES = ("router", "tracker", "escalation")
 
+STOP_GRACE_S = 15.0
+"""How long a service has to exit after SIGTERM before it is killed."""
+
 HOLDER, RECEIVER = "belastingdienst", "gm0363"
 """Every case of the stream is opened by HOLDER and handed to RECEIVER, who closes it."""
 
-CI_EVENTS = 2_000
+CI_EVENTS = 1_000
+"""Events per test in `make test`: enough for each fault to land mid-stream (each test
+asserts that it did); `make faults` runs 10000."""
 
 
-def fault_events() -> int:
-    """Events per test: KETENBUS_FAULT_EVENTS (the full run: 10000), else the CI size."""
-    return int(os.environ.get("KETENBUS_FAULT_EVENTS", CI_EVENTS))
+def fault_events(ci_size: int = CI_EVENTS) -> int:
+    """Events per test: KETENBUS_FAULT_EVENTS (the full run: 10000), else `ci_size`."""
+    return int(os.environ.get("KETENBUS_FAULT_EVENTS", ci_size))
 
 
 def scaled(seconds: float) -> float:
@@ -389,10 +394,12 @@ class Service:
         self.process: subprocess.Popen[bytes] | None = None
         self.health_port = 0
         self.starts = 0
+        self.terminated = False
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None, f"{self.name} runs"
         self.starts += 1
+        self.terminated = False
         self.health_port = free_port()
         env = {**self.env, "KETENBUS_HEALTH_PORT": str(self.health_port)}
         with (self.log_dir / f"{self.name}.{self.starts}.log").open("wb") as log:
@@ -415,15 +422,21 @@ class Service:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 15 s; the exit code (None if it was not started)."""
+    def terminate(self) -> None:
+        """SIGTERM, once, if it runs: it stops as on `ketenbus up`'s Ctrl-C."""
+        if self.process is not None and self.process.poll() is None and not self.terminated:
+            self.process.send_signal(signal.SIGTERM)
+            self.terminated = True
+
+    def stop(self, grace: float = STOP_GRACE_S) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` s; the exit code (None if it was not started)."""
         process = self.process
         if process is None:
             return None
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
-                process.wait(15)
+                process.wait(grace)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
@@ -482,9 +495,20 @@ class Bus:
         for service in self.services.values():
             service.start()
 
-    async def close(self) -> dict[str, int | None]:
-        """Stop every service and the broker; the services' exit codes."""
-        codes = {name: service.stop() for name, service in self.services.items()}
+    def stop_services(self, grace: float = STOP_GRACE_S) -> dict[str, int | None]:
+        """SIGTERM to every service at once, SIGKILL to any still running `grace` s later;
+        the exit codes (None for one never started)."""
+        for service in self.services.values():
+            service.terminate()
+        deadline = time.monotonic() + grace
+        return {
+            name: service.stop(max(0.0, deadline - time.monotonic()))
+            for name, service in self.services.items()
+        }
+
+    async def close(self, grace: float = STOP_GRACE_S) -> dict[str, int | None]:
+        """Stop every service (SIGKILL after `grace` s) and the broker; the exit codes."""
+        codes = self.stop_services(grace)
         self.broker.stop()
         await self.engine.dispose()
         return codes
@@ -636,9 +660,13 @@ async def read_topic(
     enough: Callable[[list[Any]], bool] | None = None,
     quiet: float = 1.5,
     timeout: float = 30.0,
+    to_end: bool = False,
 ) -> list[Any]:
     """Every record of `topic` from the start, read until `enough` holds of what was read
-    (if given) and then nothing new came for `quiet` s; at most `timeout` s."""
+    (if given) and then nothing new came for `quiet` s; at most `timeout` s.
+
+    `to_end`: read up to the topic's end as of the call, and no further: for a topic whose
+    writers are done, all it holds without waiting out a quiet time."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -650,17 +678,23 @@ async def read_topic(
         assert partitions, f"no partitions known for {topic}"
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions) if to_end else {}
         found: list[Any] = []
         deadline = time.monotonic() + timeout
         last_new = time.monotonic()
         while time.monotonic() < deadline:
-            if time.monotonic() - last_new >= quiet and (enough is None or enough(found)):
+            if to_end:
+                if all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                    return found
+            elif time.monotonic() - last_new >= quiet and (enough is None or enough(found)):
                 break
             batches = await consumer.getmany(timeout_ms=200)
             got = [record for records in batches.values() for record in records]
             if got:
                 found += got
                 last_new = time.monotonic()
+        if to_end:
+            raise AssertionError(f"{topic} not read to its end in {timeout:.0f} s")
         return found
     finally:
         await consumer.stop()

@@ -2,7 +2,7 @@
 answered 202 for reaches the case log, and each is applied once. Real processes: the
 gateway, router, tracker and escalation service, the embedded broker and PostgreSQL.
 
-Size: KETENBUS_FAULT_EVENTS events (default 2000; `make faults` runs 10000).
+Size: KETENBUS_FAULT_EVENTS events (default GATEWAY_CI_EVENTS, 500; `make faults` runs 10000).
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ from tests.faults.harness import (
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
 BATCH_EVENTS = 20
+GATEWAY_CI_EVENTS = 500
+"""The CI size here: 25 batches (the kill at the 13th) and 500 webhooks (the kill at 250)
+put each kill as far inside the stream as a larger run does."""
 
 
 def _start_gateway(
@@ -64,6 +67,9 @@ def _start_gateway(
         # The tests measure loss, not the agency's rate.
         "KETENBUS_GATEWAY_RATE": "1000000",
         "KETENBUS_GATEWAY_BURST": "1000000",
+        # The receiver answers on loopback in milliseconds: what a killed gateway had
+        # claimed is free again after 2 + 5 s (its lease), not 10 + 5 s.
+        "KETENBUS_WEBHOOK_TIMEOUT_S": "2",
     }
     gateway = bus.services["gateway"] = Service("gateway", env, tmp_path / "logs")
     gateway.start()
@@ -90,7 +96,10 @@ async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and
     database_url: str,
     fault_results: Any,
 ) -> None:
-    scripts = case_scripts(fault_events() // 2, signed_registry, agency_keys)
+    """SIGKILL of the gateway 5 ms after the middle batch of the stream was posted, then a
+    restart: every event it answered 202 for is routed and on the timeline once; what it
+    had sent unanswered comes again and the router refuses the copy as a duplicate."""
+    scripts = case_scripts(fault_events(GATEWAY_CI_EVENTS) // 2, signed_registry, agency_keys)
     # The holder's half of each case, opened and handed on, in case order per batch.
     events = [wire for script in scripts for _, wire in script.first]
     batches = [events[i : i + BATCH_EVENTS] for i in range(0, len(events), BATCH_EVENTS)]
@@ -171,11 +180,19 @@ async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and
 
 
 class _Receiver:
-    """A webhook receiver on loopback: allows the bus in the handshake, takes every POST."""
+    """A webhook receiver on loopback: allows the bus in the handshake, takes every POST.
+
+    With `kill_at` and `kill` set, the POST that brings it to `kill_at` distinct events calls
+    `kill` before it is answered: the gateway dies with that round's other POSTs in flight,
+    however fast it delivers (a test polling the count would see it only later)."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.posted = asyncio.Event()
+        self.kill_at: int | None = None
+        self.kill: Callable[[], None] = lambda: None
+        self.at_kill: int | None = None
+        self.killed = asyncio.Event()
 
     async def until(self, reached: Callable[[set[str]], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -193,6 +210,11 @@ class _Receiver:
         await request.body()
         self.ids.append(request.headers["webhook-id"])
         self.posted.set()
+        if self.kill_at is not None and len(set(self.ids)) >= self.kill_at:
+            self.kill_at = None
+            self.at_kill = len(set(self.ids))
+            self.kill()
+            self.killed.set()
         return Response(status_code=204)
 
 
@@ -203,7 +225,10 @@ async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox
     database_url: str,
     fault_results: Any,
 ) -> None:
-    scripts = case_scripts(fault_events() // 2, signed_registry, agency_keys)
+    """SIGKILL of the gateway from inside the POST that brings its receiver to half the
+    events sent, then a restart: the receiver gets every inbox event, at most a round's
+    worth twice, and each has one delivery row."""
+    scripts = case_scripts(fault_events(GATEWAY_CI_EVENTS) // 2, signed_registry, agency_keys)
     events = [wire for script in scripts for _, wire in script.first]
     receiver = _Receiver()
     receiver_port = free_port()
@@ -214,6 +239,7 @@ async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox
     try:
         await bus.start()
         gateway, port = _start_gateway(bus, tmp_path, also_taken=frozenset({receiver_port}))
+        receiver.kill_at, receiver.kill = len(events) // 2, gateway.kill
         holder = await tokens.issue(bus.engine, HOLDER, "fault test")
         receiving = await tokens.issue(bus.engine, RECEIVER, "fault test")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -236,9 +262,8 @@ async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox
             timeout=scaled(60),
         )
         expected = {read_json(r.value)["id"] for r in inbox}
-        await receiver.until(lambda ids: len(ids) >= len(expected) // 2, scaled(60))
-        at_kill = len(set(receiver.ids))
-        gateway.kill()
+        await asyncio.wait_for(receiver.killed.wait(), scaled(60))
+        at_kill = receiver.at_kill
         gateway.start()
         restarted = time.monotonic()
         await receiver.until(lambda ids: ids >= expected, scaled(60))
@@ -262,6 +287,8 @@ async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox
         }
     )
     assert len(scripts) <= len(expected)
+    assert at_kill is not None
+    assert at_kill < len(expected), "every delivery was made before the kill"
     assert expected == set(receiver.ids)
     # At least once: only what was in flight when the gateway died can come twice.
     assert sum(n - 1 for n in twice.values()) <= ROUND

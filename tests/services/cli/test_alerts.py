@@ -170,18 +170,23 @@ async def test_refusals_are_one_line_on_stderr(
     console: ConsoleHarness,  # noqa: F811 - the fixture
     url: str,
 ) -> None:
+    """An unknown, another team's or a closed escalation, a wrong or missing token and
+    another team each give one line on stderr naming the refusal."""
     engine = console.state.engine
     theirs = await insert_escalation(engine, team=OTHER_TEAM)
     done = await insert_escalation(engine, status="resolved")
 
-    unknown = await ketenbus("alerts", "ack", str(uuid.uuid4()), env=_env(url))
-    other = await ketenbus("alerts", "ack", str(theirs["escalation_id"]), env=_env(url))
-    closed = await ketenbus(
-        "alerts", "resolve", str(done["escalation_id"]), "--outcome", "other", env=_env(url)
+    # Each is refused and changes nothing: the six processes run side by side.
+    unknown, other, closed, bad_token, no_token, wrong_team = await asyncio.gather(
+        ketenbus("alerts", "ack", str(uuid.uuid4()), env=_env(url)),
+        ketenbus("alerts", "ack", str(theirs["escalation_id"]), env=_env(url)),
+        ketenbus(
+            "alerts", "resolve", str(done["escalation_id"]), "--outcome", "other", env=_env(url)
+        ),
+        ketenbus("alerts", "--once", env=_env(url, token="wrong")),
+        ketenbus("alerts", "--once", env=_env(url, token=None)),
+        ketenbus("alerts", "--team", OTHER_TEAM, "--once", env=_env(url)),
     )
-    bad_token = await ketenbus("alerts", "--once", env=_env(url, token="wrong"))
-    no_token = await ketenbus("alerts", "--once", env=_env(url, token=None))
-    wrong_team = await ketenbus("alerts", "--team", OTHER_TEAM, "--once", env=_env(url))
 
     assert "(404)" in _one_line(unknown[0], unknown[2])
     assert "(403)" in _one_line(other[0], other[2])

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -80,9 +81,26 @@ def run(
     )
 
 
+HELP_WORKERS = 4
+"""`--help` processes run side by side: each is a fresh interpreter, most of it start-up."""
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, subprocess.CompletedProcess[str]]:
+    """`ketenbus VERB --help` of every verb, each in a process of its own, by verb.
+
+    They read nothing and write nothing, so they run side by side, once for the module."""
+    with ThreadPoolExecutor(max_workers=HELP_WORKERS) as pool:
+        done = pool.map(lambda verb: run(*verb, "--help"), VERBS)
+        return {" ".join(verb): result for verb, result in zip(VERBS, done, strict=True)}
+
+
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)
-def test_every_verb_has_help(verb: list[str]) -> None:
-    result = run(*verb, "--help")
+def test_every_verb_has_help(
+    verb: list[str], helps: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    """`ketenbus VERB --help` exits 0 and prints the verb's usage."""
+    result = helps[" ".join(verb)]
 
     assert 0 == result.returncode, result.stderr
     assert "Usage" in result.stdout

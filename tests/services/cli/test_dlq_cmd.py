@@ -36,7 +36,14 @@ from services.runtime.kafka.embedded import EmbeddedBroker, free_port
 from services.runtime.kafka.refusals import Origin, refusal_messages
 from services.runtime.kafka.topics import ensure_topics
 from services.runtime.store.engine import make_engine, migrate
-from tests._testutil import EventFactory, headers_of, keyed, read_until, start_group_at_end
+from tests._testutil import (
+    EventFactory,
+    headers_of,
+    keyed,
+    read_to_end,
+    read_until,
+    start_group_at_end,
+)
 from tests.services.router.events import BSN, CITIZEN, full_context, outbox_message, with_context
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -436,8 +443,8 @@ async def test_replay_all_of_a_reason_replays_exactly_those_and_counts_the_refus
     for dlq_id in wanted:
         assert 1 == len(await _replays_of(kafka, dlq_id))
     for dlq_id in (redacted, not_wanted):
-        assert [] == await read_until(
-            kafka, UWV_OUTBOX, lambda r, i=dlq_id: headers_of(r).get(REPLAY_OF) == i, timeout=2
+        assert [] == await read_to_end(
+            kafka, [UWV_OUTBOX], lambda r, i=dlq_id: headers_of(r).get(REPLAY_OF) == i
         )
 
 
@@ -524,8 +531,8 @@ async def test_replay_all_of_a_reason_no_replay_can_cure_is_refused_in_one_line(
         "confirmed, if it must go again"
     )
     assert "\n" not in message
-    assert [] == await read_until(
-        kafka, UWV_OUTBOX, lambda r: headers_of(r).get(REPLAY_OF) == dlq_id, timeout=2
+    assert [] == await read_to_end(
+        kafka, [UWV_OUTBOX], lambda r: headers_of(r).get(REPLAY_OF) == dlq_id
     )
     assert [FUTILE_MALFORMED] == [
         e["why"]
@@ -564,8 +571,8 @@ async def test_replay_of_one_a_replay_cannot_cure_asks_first_at_a_terminal(
     dlq_id = await _write(producer, _malformed())
 
     declined = await _dlq(kafka, "replay", dlq_id, answer="\n")
-    before = await read_until(
-        kafka, UWV_OUTBOX, lambda r: headers_of(r).get(REPLAY_OF) == dlq_id, timeout=2
+    before = await read_to_end(
+        kafka, [UWV_OUTBOX], lambda r: headers_of(r).get(REPLAY_OF) == dlq_id
     )
     accepted = await _dlq(kafka, "replay", dlq_id, answer="y\n")
 
@@ -612,8 +619,8 @@ async def test_a_dead_letter_whose_refused_record_is_a_replay_is_known_from_its_
         "not replayed: 1 held back (1 because it is the refusal of an earlier replay); "
         "--force replays the refusals of earlier replays too"
     ) == lines[-1]
-    assert [] == await read_until(
-        kafka, UWV_OUTBOX, lambda r: headers_of(r).get(REPLAY_OF) == again, timeout=2
+    assert [] == await read_to_end(
+        kafka, [UWV_OUTBOX], lambda r: headers_of(r).get(REPLAY_OF) == again
     )
 
 
@@ -673,8 +680,8 @@ async def test_replay_all_of_a_reason_replays_the_original_again_but_not_its_rep
     assert again not in replayed
     assert "--force replays the refusals of earlier replays too" in result.stdout.splitlines()[-1]
     assert 2 == len(await _replays_of(router, original, count=2))
-    assert [] == await read_until(
-        router, UWV_OUTBOX, lambda r: headers_of(r).get(REPLAY_OF) == again, timeout=2
+    assert [] == await read_to_end(
+        router, [UWV_OUTBOX], lambda r: headers_of(r).get(REPLAY_OF) == again
     )
 
 

@@ -8,10 +8,12 @@ module imported before pytest registers it would escape assertion rewriting.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from nacl.signing import SigningKey
 
 from contracts.agency_client import AgencyKeys
@@ -78,3 +80,16 @@ def signed_registry(registry: AgencyRegistry, agency_keys: dict[str, AgencyKeys]
     return with_signing_keys(
         registry, {code: keys.public_key for code, keys in agency_keys.items()}
     )
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Whatever a test does to logging (a CLI verb run in-process configures it) is undone
+    after it: a later test's `capture_logs` sees the loggers it expects."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -5,24 +5,14 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from services.runtime.observability.logging import configure, get_logger
 
 
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
-    configure()
-
-
 def test_a_stderr_swapped_in_and_closed_while_logging_was_set_up_does_not_break_later_lines(
-    restored_logging: None, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A CLI run inside a test runner configures logging on a stand-in stderr it closes after."""
     stand_in = io.StringIO()
@@ -39,9 +29,7 @@ def test_a_stderr_swapped_in_and_closed_while_logging_was_set_up_does_not_break_
     assert ("after", "c-1") == (line["event"], line["case_id"])
 
 
-def test_personal_keys_are_withheld_from_a_log_line(
-    restored_logging: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_personal_keys_are_withheld_from_a_log_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """A context logged by mistake with a BSN keeps its key but loses its value."""
     out = io.StringIO()
     monkeypatch.setattr(sys, "stderr", out)

@@ -195,6 +195,10 @@ class Dispatcher:
             .where(d.c.status == "pending", d.c.next_attempt_at <= now, free, head)
             .order_by(d.c.next_attempt_at, d.c.id)
             .limit(size)
+            # Several gateways claim at once: on PostgreSQL each skips the rows another is
+            # claiming instead of queueing behind it for the same earliest rows and then
+            # winning none of them. SQLite has no row locks; its write lock serialises.
+            .with_for_update(of=d, skip_locked=True)
         )
         t = webhook_deliveries.c
         async with self.engine.begin() as connection:

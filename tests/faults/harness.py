@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -129,16 +130,29 @@ class Script:
         return [event_id for event_id, _ in (*self.first, *self.second)]
 
 
-def case_scripts(count: int, registry: AgencyRegistry, keys: dict[str, AgencyKeys]) -> list[Script]:
-    """`count` cases, each valid for holder rights; handoff deadlines a year away."""
+def case_scripts(
+    count: int,
+    registry: AgencyRegistry,
+    keys: dict[str, AgencyKeys],
+    *,
+    unanswered_within: tuple[float, float] | None = None,
+) -> list[Script]:
+    """`count` cases, each valid for holder rights; handoff deadlines a year away.
+
+    `unanswered_within` (seconds from now, low and high): cases RECEIVER never answers, each
+    handoff's deadline drawn evenly from that span (`second` is empty)."""
     holder, receiver = registry.agency(HOLDER), registry.agency(RECEIVER)
     assert holder is not None
     assert receiver is not None
     by_holder = source_urn(holder.oin, "zaaksysteem")
     by_receiver = source_urn(receiver.oin, "schuldhulp")
-    deadline = datetime.now(UTC) + timedelta(days=365)
     scripts = []
     for _ in range(count):
+        deadline = datetime.now(UTC) + (
+            timedelta(days=365)
+            if unanswered_within is None
+            else timedelta(seconds=random.uniform(*unanswered_within))
+        )
         case_id, handoff_id = uuid.uuid4(), uuid.uuid4()
         opened = CaseOpened.new(
             source=by_holder,
@@ -177,7 +191,9 @@ def case_scripts(count: int, registry: AgencyRegistry, keys: dict[str, AgencyKey
                     (opened.id, keys[HOLDER].sign(opened)),
                     (requested.id, keys[HOLDER].sign(requested)),
                 ),
-                (
+                ()
+                if unanswered_within is not None
+                else (
                     (accepted.id, keys[RECEIVER].sign(accepted)),
                     (closed.id, keys[RECEIVER].sign(closed)),
                 ),
@@ -278,7 +294,10 @@ def _hostile(registry: AgencyRegistry, keys: dict[str, AgencyKeys], key: bytes) 
     for code in ("malformed-headers", "quoted-key", "unsealed-personal-data", "nul-character"):
         stray = uuid.uuid4()
         document = _opened_document(registry, RECEIVER, stray)
-        plain, headers = str(stray).encode(), (("content-type", b"application/cloudevents+json"),)
+        plain = str(stray).encode()
+        headers: tuple[tuple[str, bytes], ...] = (
+            ("content-type", b"application/cloudevents+json"),
+        )
         if code == "malformed-headers":
             headers += (("x-trace", b"\xff\xfe not utf-8"),)
         if code == "quoted-key":
@@ -331,11 +350,15 @@ async def emit(
     chunk: int = 25,
     interval: float = 0.05,
     emitted: Emitted | None = None,
+    answer: Callable[[Sequence[bytes]], Awaitable[None]] | None = None,
 ) -> Emitted:
     """Produce the stream as the two agencies would: HOLDER opens and hands on `chunk` cases
     every `interval`; RECEIVER accepts and closes a case once the router has admitted its
     handoff request (`routed` says which request ids it has). `bad` messages are spread
-    evenly over the chunks. Keyed by the case id."""
+    evenly over the chunks. Keyed by the case id.
+
+    `answer`: how RECEIVER sends its events instead (a gateway's HTTP API), given each
+    round's in case order."""
     emitted = emitted or Emitted()
     producer = await _producer(bootstrap)
     try:
@@ -363,17 +386,23 @@ async def emit(
                 )
                 emitted.bad.append(item)
             del bad_left[:bad_per_chunk]
+            answers: list[bytes] = []
             for request_id in await routed(list(waiting)) if waiting else set():
                 script = waiting.pop(request_id)
                 for event_id, wire in script.second:
-                    pending.append(
-                        await producer.send(
-                            topics.outbox(RECEIVER), wire, key=str(script.case_id).encode()
+                    if answer is None:
+                        pending.append(
+                            await producer.send(
+                                topics.outbox(RECEIVER), wire, key=str(script.case_id).encode()
+                            )
                         )
-                    )
+                    else:
+                        answers.append(wire)
                     emitted.event_ids.append(event_id)
             await asyncio.gather(*pending)
             pending.clear()
+            if answer is not None and answers:
+                await answer(answers)
             await asyncio.sleep(interval)
         emitted.done = True
         return emitted
@@ -385,10 +414,14 @@ async def emit(
 
 
 class Service:
-    """One `python -m services.<name>` process, started, killed and restarted by the test."""
+    """One `python -m services.<module>` process, started, killed and restarted by the test;
+    `name` tells instances of one module apart (router, router-2)."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log_dir: Path, module: str | None = None
+    ) -> None:
         self.name = name
+        self.module = module or name
         self.env = env
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
@@ -404,13 +437,18 @@ class Service:
         env = {**self.env, "KETENBUS_HEALTH_PORT": str(self.health_port)}
         with (self.log_dir / f"{self.name}.{self.starts}.log").open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"],
+                [sys.executable, "-m", f"services.{self.module}"],
                 env=env,
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    @property
+    def gateway_port(self) -> int:
+        """The port a gateway process serves on (0: not a gateway)."""
+        return int(self.env.get("KETENBUS_GATEWAY_PORT", 0))
 
     @property
     def alive(self) -> bool:
@@ -458,10 +496,22 @@ class Service:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-class Bus:
-    """A private embedded broker, the three services on one database, and the store's counts."""
+def instance_names(instances: int) -> list[str]:
+    """The services' names with `instances` of each: router, router-2, ..., tracker, ..."""
+    return [
+        name if number == 1 else f"{name}-{number}"
+        for name in SERVICES
+        for number in range(1, instances + 1)
+    ]
 
-    def __init__(self, tmp: Path, registry: AgencyRegistry, database_url: str) -> None:
+
+class Bus:
+    """A private embedded broker, the three services on one database (`instances` processes
+    of each, in their consumer groups), and the store's counts."""
+
+    def __init__(
+        self, tmp: Path, registry: AgencyRegistry, database_url: str, *, instances: int = 1
+    ) -> None:
         self.tmp = tmp
         self.registry = registry
         self.database_url = database_url
@@ -479,12 +529,35 @@ class Bus:
         }
         logs = tmp / "logs"
         logs.mkdir(exist_ok=True)
-        self.services = {name: Service(name, env, logs) for name in SERVICES}
+        self.services = {
+            name: Service(name, env, logs, module=name.split("-")[0])
+            for name in instance_names(instances)
+        }
         self.engine: AsyncEngine = make_engine(database_url)
 
     @property
     def bootstrap(self) -> str:
         return self.broker.bootstrap
+
+    def add_gateway(self, name: str = "gateway", also_taken: Iterable[int] = ()) -> Service:
+        """A gateway process beside the bus, on a port of its own (`port_of`), not started."""
+        # Chosen once the others are: a port handed out twice would stop the gateway.
+        taken = {int(self.bootstrap.rsplit(":", 1)[1]), *also_taken}
+        taken |= {service.health_port for service in self.services.values()}
+        taken |= {service.gateway_port for service in self.services.values()}
+        port = next(p for p in iter(free_port, 0) if p not in taken)
+        env = {
+            **self.services["router"].env,
+            "KETENBUS_GATEWAY_PORT": str(port),
+            # The tests measure loss, not the agency's rate.
+            "KETENBUS_GATEWAY_RATE": "1000000",
+            "KETENBUS_GATEWAY_BURST": "1000000",
+            # The receiver answers on loopback in milliseconds: what a killed gateway had
+            # claimed is free again after 2 + 5 s (its lease), not 10 + 5 s.
+            "KETENBUS_WEBHOOK_TIMEOUT_S": "2",
+        }
+        gateway = self.services[name] = Service(name, env, self.tmp / "logs", module="gateway")
+        return gateway
 
     async def start_broker(self) -> None:
         self.broker.start()
@@ -512,6 +585,9 @@ class Bus:
         self.broker.stop()
         await self.engine.dispose()
         return codes
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {n}:\n{s.log_tail()}" for n, s in self.services.items())
 
     def dead(self) -> list[str]:
         return [name for name, service in self.services.items() if not service.alive]
@@ -620,7 +696,7 @@ class Bus:
                 return missing
             dead = self.dead()
             if dead or time.monotonic() > deadline:
-                tails = "\n".join(f"--- {n}:\n{self.services[n].log_tail()}" for n in SERVICES)
+                tails = self.log_tails()
                 problem = f"services died: {dead}" if dead else f"not reached in {timeout:.0f} s"
                 raise AssertionError(f"{what}: {problem}; still missing {missing}\n{tails}")
             await asyncio.sleep(0.2)
@@ -644,7 +720,7 @@ class Bus:
                 return counts
             dead = self.dead() if alive else []
             if dead or time.monotonic() > deadline:
-                tails = "\n".join(f"--- {n}:\n{self.services[n].log_tail()}" for n in SERVICES)
+                tails = self.log_tails()
                 problem = f"services died: {dead}" if dead else f"not reached in {timeout:.0f} s"
                 raise AssertionError(f"{what}: {problem}; counts {counts}\n{tails}")
             await asyncio.sleep(0.1)

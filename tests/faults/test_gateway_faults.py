@@ -8,20 +8,14 @@ Size: KETENBUS_FAULT_EVENTS events (default GATEWAY_CI_EVENTS, 500; `make faults
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from contracts import topics
 from contracts.agency_client import AgencyKeys
@@ -30,14 +24,12 @@ from contracts.registry import AgencyRegistry
 from services.gateway import tokens
 from services.gateway.dispatch import ROUND
 from services.gateway.intake import BATCH
-from services.runtime.kafka.embedded import free_port
-from services.runtime.process.http import http_server
 from services.runtime.store.tables import router_seen_events, webhook_deliveries
+from tests.faults.gateways import Receiver, receiving, until_answering
 from tests.faults.harness import (
     HOLDER,
     RECEIVER,
     Bus,
-    Service,
     case_scripts,
     fault_events,
     read_topic,
@@ -51,42 +43,6 @@ BATCH_EVENTS = 20
 GATEWAY_CI_EVENTS = 500
 """The CI size here: 25 batches (the kill at the 13th) and 500 webhooks (the kill at 250)
 put each kill as far inside the stream as a larger run does."""
-
-
-def _start_gateway(
-    bus: Bus, tmp_path: Path, also_taken: frozenset[int] = frozenset()
-) -> tuple[Service, int]:
-    """A gateway process beside the bus, on a port of its own; the service and the port."""
-    # Chosen once the others are: a port handed out twice would stop the gateway.
-    taken = {int(bus.bootstrap.rsplit(":", 1)[1]), *also_taken}
-    taken |= {service.health_port for service in bus.services.values()}
-    port = next(p for p in iter(free_port, 0) if p not in taken)
-    env = {
-        **bus.services["router"].env,
-        "KETENBUS_GATEWAY_PORT": str(port),
-        # The tests measure loss, not the agency's rate.
-        "KETENBUS_GATEWAY_RATE": "1000000",
-        "KETENBUS_GATEWAY_BURST": "1000000",
-        # The receiver answers on loopback in milliseconds: what a killed gateway had
-        # claimed is free again after 2 + 5 s (its lease), not 10 + 5 s.
-        "KETENBUS_WEBHOOK_TIMEOUT_S": "2",
-    }
-    gateway = bus.services["gateway"] = Service("gateway", env, tmp_path / "logs")
-    gateway.start()
-    return gateway, port
-
-
-async def _until_answering(client: httpx.AsyncClient, service: Service, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert service.alive, service.log_tail()
-        try:
-            if (await client.get("/openapi.json")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the gateway did not answer in {timeout} s:\n{service.log_tail()}")
 
 
 async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and_applies_none_twice(
@@ -109,12 +65,14 @@ async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and
     failed_requests = 0
     try:
         await bus.start()
-        gateway, port = _start_gateway(bus, tmp_path)
+        gateway = bus.add_gateway()
+        gateway.start()
+        port = gateway.gateway_port
         token = await tokens.issue(bus.engine, HOLDER, "fault test")
         headers = {"content-type": BATCH, "authorization": f"Bearer {token}"}
         started = time.monotonic()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            await _until_answering(client, gateway, scaled(30))
+            await until_answering(client, gateway, scaled(30))
             for number, batch in enumerate(batches):
                 body = b"[" + b",".join(batch) + b"]"
                 for _ in range(20):  # bounded: a batch is sent again until it is answered
@@ -130,7 +88,7 @@ async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and
                         response = await request
                     except httpx.HTTPError:
                         failed_requests += 1
-                        await _until_answering(client, gateway, scaled(30))
+                        await until_answering(client, gateway, scaled(30))
                         continue
                     assert 202 == response.status_code, response.text
                     answered += response.json()["accepted"]
@@ -179,45 +137,6 @@ async def test_the_gateway_killed_while_taking_events_loses_none_it_answered_and
     assert 0 == exit_codes["gateway"]
 
 
-class _Receiver:
-    """A webhook receiver on loopback: allows the bus in the handshake, takes every POST.
-
-    With `kill_at` and `kill` set, the POST that brings it to `kill_at` distinct events calls
-    `kill` before it is answered: the gateway dies with that round's other POSTs in flight,
-    however fast it delivers (a test polling the count would see it only later)."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.posted = asyncio.Event()
-        self.kill_at: int | None = None
-        self.kill: Callable[[], None] = lambda: None
-        self.at_kill: int | None = None
-        self.killed = asyncio.Event()
-
-    async def until(self, reached: Callable[[set[str]], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not reached(set(self.ids)):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{len(set(self.ids))} received in {timeout} s")
-            self.posted.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.posted.wait(), min(left, 0.5))
-
-    async def endpoint(self, request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return Response(status_code=200, headers={"WebHook-Allowed-Origin": "ketenbus"})
-        await request.body()
-        self.ids.append(request.headers["webhook-id"])
-        self.posted.set()
-        if self.kill_at is not None and len(set(self.ids)) >= self.kill_at:
-            self.kill_at = None
-            self.at_kill = len(set(self.ids))
-            self.kill()
-            self.killed.set()
-        return Response(status_code=204)
-
-
 async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox_event(
     tmp_path: Path,
     signed_registry: AgencyRegistry,
@@ -230,24 +149,24 @@ async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox
     worth twice, and each has one delivery row."""
     scripts = case_scripts(fault_events(GATEWAY_CI_EVENTS) // 2, signed_registry, agency_keys)
     events = [wire for script in scripts for _, wire in script.first]
-    receiver = _Receiver()
-    receiver_port = free_port()
-    app = Starlette(routes=[Route("/hook", receiver.endpoint, methods=["POST", "OPTIONS"])])
-    server = http_server(app, "127.0.0.1", receiver_port)
-    serving = asyncio.create_task(server.serve())
+    receiver = Receiver()
+    hook = receiving(receiver)
+    receiver_port = await hook.__aenter__()
     bus = Bus(tmp_path, signed_registry, database_url)
     try:
         await bus.start()
-        gateway, port = _start_gateway(bus, tmp_path, also_taken=frozenset({receiver_port}))
+        gateway = bus.add_gateway(also_taken={receiver_port})
+        gateway.start()
+        port = gateway.gateway_port
         receiver.kill_at, receiver.kill = len(events) // 2, gateway.kill
         holder = await tokens.issue(bus.engine, HOLDER, "fault test")
-        receiving = await tokens.issue(bus.engine, RECEIVER, "fault test")
+        receiving_token = await tokens.issue(bus.engine, RECEIVER, "fault test")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            await _until_answering(client, gateway, scaled(30))
+            await until_answering(client, gateway, scaled(30))
             made = await client.post(
                 "/v1/subscriptions",
                 json={"callbackUrl": f"http://127.0.0.1:{receiver_port}/hook"},
-                headers={"authorization": f"Bearer {receiving}"},
+                headers={"authorization": f"Bearer {receiving_token}"},
             )
             assert 201 == made.status_code, made.text
             headers = {"content-type": BATCH, "authorization": f"Bearer {holder}"}
@@ -272,8 +191,7 @@ async def test_the_gateway_killed_while_delivering_webhooks_delivers_every_inbox
         delivered = await bus.count(webhook_deliveries)
     finally:
         exit_codes = await bus.close()
-        server.should_exit = True
-        await serving
+        await hook.__aexit__(None, None, None)
 
     twice = Counter(receiver.ids)
     fault_results(

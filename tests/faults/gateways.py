@@ -111,11 +111,10 @@ class Poster:
             try:
                 response = await client.post("/v1/events", content=body, headers=self.headers)
             except httpx.HTTPError:
+                response = None
+            if response is None or response.status_code >= 500:
                 self.failed += 1
                 await asyncio.sleep(0.1)
-                continue
-            if response.status_code >= 500:
-                self.failed += 1
                 continue
             assert 202 == response.status_code, response.text
             self.answered += response.json()["accepted"]

@@ -75,6 +75,8 @@ ROUND = 50
 """Deliveries claimed per round: in flight at most, per gateway instance."""
 MAX_DELAY_S = 3600.0
 IDLE_S = 0.2
+PARAMETERS_PER_QUERY = 500
+"""Ids in one `IN (...)`: a round is smaller, this bounds a larger `size`."""
 UNDELIVERABLE = WEBHOOK_UNDELIVERABLE
 
 
@@ -132,6 +134,10 @@ class Answer:
     error: str | None = None
     wait: float | None = None
     duration_ms: int = 0
+
+
+def _success(answer: Answer) -> bool:
+    return answer.status is not None and 200 <= answer.status < 300
 
 
 class Dispatcher:
@@ -282,8 +288,9 @@ class Dispatcher:
                     for row, answer in attempted
                 ],
             )
+            await self._delivered(connection, [(r, a) for r, a in attempted if _success(a)], now)
             for row, answer in attempted:
-                if await self._outcome(connection, row, answer, now):
+                if not _success(answer) and await self._outcome(connection, row, answer, now):
                     given_up.append((row, answer.error or "no answer"))
         for row, answer in attempted:
             log.info(
@@ -298,26 +305,43 @@ class Dispatcher:
         for row, last in given_up:
             await self._give_up(row, last)
 
+    async def _delivered(
+        self, connection: AsyncConnection, delivered: list[tuple[Any, Answer]], now: datetime
+    ) -> None:
+        """The round's delivered ones, an UPDATE for each status and attempt number among
+        them (mostly one): on SQLite each statement costs the process ~0.15 ms of CPU, a
+        tenth of a POST's, and most rounds are all 2xx."""
+        groups: dict[tuple[int, int], list[Any]] = {}
+        for row, answer in delivered:
+            assert answer.status is not None
+            groups.setdefault((answer.status, row.attempts + 1), []).append(row.id)
+        t = webhook_deliveries.c
+        for (status, attempt), ids in groups.items():
+            for start in range(0, len(ids), PARAMETERS_PER_QUERY):
+                await connection.execute(
+                    update(webhook_deliveries)
+                    .where(t.id.in_(ids[start : start + PARAMETERS_PER_QUERY]))
+                    .values(
+                        attempts=attempt,
+                        last_status=status,
+                        last_error=None,
+                        status="delivered",
+                        finished_at=now,
+                        next_attempt_at=None,
+                        claimed_until=None,
+                    )
+                )
+
     async def _outcome(
         self, connection: AsyncConnection, row: Any, answer: Answer, now: datetime
     ) -> bool:
-        """What the answer makes of the delivery; True: past its horizon, to be given up."""
+        """What a failed answer makes of the delivery; True: past its horizon, to be given up."""
         status, error, wait = answer.status, answer.error, answer.wait
         attempt = row.attempts + 1
         this = update(webhook_deliveries).where(webhook_deliveries.c.id == row.id)
         outcome = {"attempts": attempt, "last_status": status, "last_error": error}
         give_up = False
-        if status is not None and 200 <= status < 300:
-            await connection.execute(
-                this.values(
-                    **outcome,
-                    status="delivered",
-                    finished_at=now,
-                    next_attempt_at=None,
-                    claimed_until=None,
-                )
-            )
-        elif status == 410:
+        if status == 410:
             await connection.execute(this.values(**outcome))
             await subscriptions.end(
                 connection, row.subscription_id, "the receiver answered 410 Gone"

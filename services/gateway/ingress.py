@@ -11,9 +11,10 @@ record, the sender, never having had its 202, sends again, and the router
 refuses the second copy as `duplicate-event-id` (telling the sender, in its
 inbox). Nothing acknowledged is ever lost; an event is on the case log once.
 
-The store's three visits (the token, the ids seen before, the record) are
-shared by the requests in hand at the same moment (`Coalesced`): on SQLite one
-visit costs the process 0.5-1 ms of CPU, whatever it carries (docs/performance.md).
+The store's visits are shared by the requests in hand at the same moment
+(`Coalesced`): one read for the tokens and the ids seen before, one write for
+the records. On SQLite a visit costs the process 0.5-1 ms of CPU, whatever it
+carries (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -104,6 +106,20 @@ class Coalesced(Generic[T, R]):
             self._waiting = []
 
 
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """What a request asks of the store before it sends: its token's agency, or its ids."""
+
+    token: str | None = None
+    ids: frozenset[UUID] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    agency: str | None
+    seen: dict[UUID, str]
+
+
 class Ingress:
     """The ingress endpoint, with what it needs: the registry, the store, Kafka, a rate."""
 
@@ -118,8 +134,7 @@ class Ingress:
         window = max(1, math.ceil(settings.gateway_burst / settings.gateway_rate))
         self.rate = RateLimitItemPerSecond(settings.gateway_burst, window)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._agencies = Coalesced(self._agencies_of)
-        self._seen = Coalesced(self._seen_of)
+        self._lookups = Coalesced(self._look_up)
         self._inserted = Coalesced(self._insert)
 
     async def endpoint(self, request: Request) -> Response:
@@ -130,7 +145,7 @@ class Ingress:
 
     async def _take(self, request: Request) -> Response:
         token = _bearer(request)
-        agency = _known(await self._agencies(token) if token is not None else None)
+        agency = _known(await self._agency_of(token) if token is not None else None)
         body = await _body(request)
         values = values_of(request.headers, body)
         await self.within_rate(agency, len(values))
@@ -187,35 +202,47 @@ class Ingress:
             headers={"Retry-After": str(wait)},
         )
 
-    async def _agencies_of(self, presented: list[str]) -> list[str | None]:
-        """The agency of each token, as `tokens.agency_of` finds it: valid and unrevoked."""
+    async def _agency_of(self, token: str) -> str | None:
+        return (await self._lookups(_Lookup(token=token))).agency
+
+    async def _seen(self, ids: set[UUID]) -> dict[UUID, str]:
+        return (await self._lookups(_Lookup(ids=frozenset(ids)))).seen
+
+    async def _look_up(self, lookups: list[_Lookup]) -> list[_Found]:
+        """Every lookup of one visit in one read: the tokens' agencies (valid and unrevoked,
+        as `tokens.agency_of` finds them) and the digests of the ids taken before.
+
+        One read for both, since a request's token and another's ids are mostly in hand
+        at the same moment: a visit costs more than the rows it reads.
+        """
+        presented = {lookup.token for lookup in lookups if lookup.token is not None}
         digests = {
             token: tokens.digest(token) for token in presented if token.startswith(tokens.PREFIX)
         }
         wanted = list(set(digests.values()))
-        found: dict[str, str] = {}
-        if wanted:
-            t = gateway_tokens.c
+        ids = list(set().union(*(lookup.ids for lookup in lookups)))
+        agencies: dict[str, str] = {}
+        seen: dict[UUID, str] = {}
+        if wanted or ids:
+            t, e = gateway_tokens.c, gateway_events.c
             async with self.engine.connect() as connection:
                 for start in range(0, len(wanted), PARAMETERS_PER_QUERY):
                     query = select(t.token_sha256, t.agency).where(
                         t.token_sha256.in_(wanted[start : start + PARAMETERS_PER_QUERY]),
                         t.revoked_at.is_(None),
                     )
-                    found.update((await connection.execute(query)).all())
-        return [found.get(digests.get(token, "")) for token in presented]
-
-    async def _seen_of(self, wanted: list[set[UUID]]) -> list[dict[UUID, str]]:
-        """The digests of the ids taken before, of every call's ids: one dict for all."""
-        ids = list(set().union(*wanted))
-        seen: dict[UUID, str] = {}
-        async with self.engine.connect() as connection:
-            for start in range(0, len(ids), PARAMETERS_PER_QUERY):
-                query = select(gateway_events.c.event_id, gateway_events.c.digest).where(
-                    gateway_events.c.event_id.in_(ids[start : start + PARAMETERS_PER_QUERY])
-                )
-                seen.update((await connection.execute(query)).all())
-        return [seen] * len(wanted)
+                    agencies.update((await connection.execute(query)).all())
+                for start in range(0, len(ids), PARAMETERS_PER_QUERY):
+                    query = select(e.event_id, e.digest).where(
+                        e.event_id.in_(ids[start : start + PARAMETERS_PER_QUERY])
+                    )
+                    seen.update((await connection.execute(query)).all())
+        return [
+            _Found(agencies.get(digests.get(lookup.token, "")), seen)
+            if lookup.token is not None
+            else _Found(None, seen)
+            for lookup in lookups
+        ]
 
     async def repeats(self, taken: Sequence[Taken]) -> tuple[list[Taken], list[Taken]]:
         seen = await self._seen({t.event_id for t in taken})

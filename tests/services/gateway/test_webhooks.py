@@ -309,6 +309,54 @@ async def test_a_case_is_delivered_in_order_while_another_case_goes_ahead(
     assert 1 == order.count(second) == order.count(elsewhere)
 
 
+async def test_a_round_records_each_delivery_by_its_own_answer_and_attempt(
+    store: AsyncEngine,
+    signed_registry: AgencyRegistry,
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+    broker: KafkaBroker,
+    quick: Settings,
+    make: EventFactory,
+    agency_keys: dict[str, AgencyKeys],
+) -> None:
+    """A round's delivered ones are recorded together: each keeps its own status and count
+    of attempts, and a failed one in the same round waits for its retry."""
+    await _subscribe(store, signed_registry, client, receiver)
+    keys = agency_keys[SENDER]
+    ok, created, retried, failing, late = (
+        keys.sign(make.opened(uuid.uuid4(), by=SENDER).to_json()) for _ in range(5)
+    )
+    receiver.by_body = {created: [201], retried: [500], failing: [500, 503, 500]}
+    await _arrive(store, [ok, created, retried, failing])
+    dispatcher = Dispatcher(quick, signed_registry, store, broker, client)
+
+    assert 4 == await dispatcher.round()
+    await _arrive(store, [late])
+    await asyncio.sleep(0.1)  # past the first retries' delay (0.05 s at most)
+    assert 3 == await dispatcher.round()
+
+    d = webhook_deliveries.c
+    async with store.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(d.body, d.status, d.attempts, d.last_status, d.last_error, d.claimed_until)
+            )
+        ).all()
+    found = {row.body.encode(): row for row in rows}
+    expected = {
+        ok: ("delivered", 1, 200, None),
+        created: ("delivered", 1, 201, None),
+        retried: ("delivered", 2, 200, None),
+        late: ("delivered", 1, 200, None),
+        failing: ("pending", 2, 503, "HTTP 503"),
+    }
+    assert expected == {
+        body: (row.status, row.attempts, row.last_status, row.last_error)
+        for body, row in found.items()
+    }
+    assert [None] * 5 == [row.claimed_until for row in rows]
+
+
 async def test_past_the_horizon_the_event_is_a_dead_letter_and_its_sender_is_told(
     store: AsyncEngine,
     signed_registry: AgencyRegistry,

@@ -32,6 +32,12 @@ _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 # a UUID's hex or a base64 text, whose digits are no number at all.
 _NINE_DIGITS = re.compile(r"(?<![0-9A-Za-z])[0-9]{9}(?![0-9A-Za-z])")
 _RAW_NINE_DIGITS = re.compile(rb"(?<![0-9A-Za-z])[0-9]{9}(?![0-9A-Za-z])")
+_BYTE_CLASSES = bytes(
+    ord("0") if 48 <= b <= 57 else ord("a") if 65 <= b <= 90 or 97 <= b <= 122 else ord(" ")
+    for b in range(256)
+)
+"""Each byte as its class for `_RAW_NINE_DIGITS`: an ASCII digit, an ASCII letter, or neither."""
+_STANDALONE_NINE = b" 000000000 "
 
 NOT_TEXT = frozenset({"id", "subject", "correlationid", "causationid", "signature", "signingkey"})
 """Top-level attributes that are identifiers or signatures, never free text."""
@@ -125,6 +131,11 @@ def _redact(value: Any) -> Any:
 
 
 def _maybe_bsn(raw: bytes) -> bool:
+    # Most events hold no nine digits standing alone at all, which the byte classes
+    # answer in C at ~1 ns a byte; the regular expression, trying its lookbehind at
+    # every byte, takes ~12 us for an event of 1 KB.
+    if _STANDALONE_NINE not in (b" " + raw + b" ").translate(_BYTE_CLASSES):
+        return False
     return any(is_bsn(m.decode()) for m in _RAW_NINE_DIGITS.findall(raw))
 
 

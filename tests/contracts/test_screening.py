@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts.screening import MAX_DEPTH, is_bsn, nesting_exceeds, redact_bsns, screen
 
@@ -60,3 +63,20 @@ def test_random_uuids_are_never_taken_for_a_bsn() -> None:
     assert [] == [
         u for u in (str(uuid.uuid4()) for _ in range(10_000)) if screen({"data": {"x": u}})
     ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    before=st.text(alphabet="aZ9-_ é\u00a0\u0663:/", max_size=4),
+    after=st.text(alphabet="aZ9-_ é\u00a0\u0663:/", max_size=4),
+    digits=st.sampled_from(["123456782", "111222333", "1234567820", "12345678"]),
+)
+def test_the_raw_bytes_shortcut_finds_every_bsn_the_walk_finds(
+    before: str, after: str, digits: str
+) -> None:
+    """Screening with the event's bytes gives the same finding as the walk of its text, for
+    nine digits next to letters, digits, non-ASCII and punctuation, or at a text's ends."""
+    document = {"data": {"note": f"{before}{digits}{after}"}}
+    raw = json.dumps(document, ensure_ascii=False).encode()
+
+    assert screen(document) == screen(document, raw)

@@ -58,6 +58,7 @@ from services.runtime.config.settings import Settings
 from services.runtime.kafka.clients import publish_all
 from services.runtime.kafka.refusals import Origin, refusal_messages
 from services.runtime.observability.logging import get_logger
+from services.runtime.store.chunks import chunks
 from services.runtime.store.tables import (
     webhook_attempts,
     webhook_deliveries,
@@ -75,8 +76,6 @@ ROUND = 50
 """Deliveries claimed per round: in flight at most, per gateway instance."""
 MAX_DELAY_S = 3600.0
 IDLE_S = 0.2
-PARAMETERS_PER_QUERY = 500
-"""Ids in one `IN (...)`: a round is smaller, this bounds a larger `size`."""
 UNDELIVERABLE = WEBHOOK_UNDELIVERABLE
 
 
@@ -317,10 +316,10 @@ class Dispatcher:
             groups.setdefault((answer.status, row.attempts + 1), []).append(row.id)
         t = webhook_deliveries.c
         for (status, attempt), ids in groups.items():
-            for start in range(0, len(ids), PARAMETERS_PER_QUERY):
+            for chunk in chunks(ids):
                 await connection.execute(
                     update(webhook_deliveries)
-                    .where(t.id.in_(ids[start : start + PARAMETERS_PER_QUERY]))
+                    .where(t.id.in_(chunk))
                     .values(
                         attempts=attempt,
                         last_status=status,

@@ -47,13 +47,10 @@ from services.gateway.problems import Problem
 from services.runtime.config.settings import Settings
 from services.runtime.kafka.clients import Outgoing, publish_all
 from services.runtime.observability.logging import get_logger
+from services.runtime.store.chunks import chunks
 from services.runtime.store.tables import gateway_events, gateway_tokens
 
 log = get_logger("ketenbus.gateway")
-
-PARAMETERS_PER_QUERY = 1_000
-"""Ids or digests in one `IN (...)`: well under SQLite's and asyncpg's limits on a
-statement's parameters, however many requests share a visit."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -226,22 +223,16 @@ class Ingress:
         if wanted or ids:
             t, e = gateway_tokens.c, gateway_events.c
             async with self.engine.connect() as connection:
-                for start in range(0, len(wanted), PARAMETERS_PER_QUERY):
+                for some_digests in chunks(wanted):
                     query = select(t.token_sha256, t.agency).where(
-                        t.token_sha256.in_(wanted[start : start + PARAMETERS_PER_QUERY]),
-                        t.revoked_at.is_(None),
+                        t.token_sha256.in_(some_digests), t.revoked_at.is_(None)
                     )
                     agencies.update((await connection.execute(query)).all())
-                for start in range(0, len(ids), PARAMETERS_PER_QUERY):
-                    query = select(e.event_id, e.digest).where(
-                        e.event_id.in_(ids[start : start + PARAMETERS_PER_QUERY])
-                    )
+                for some_ids in chunks(ids):
+                    query = select(e.event_id, e.digest).where(e.event_id.in_(some_ids))
                     seen.update((await connection.execute(query)).all())
         return [
-            _Found(agencies.get(digests.get(lookup.token, "")), seen)
-            if lookup.token is not None
-            else _Found(None, seen)
-            for lookup in lookups
+            _Found(agencies.get(digests.get(lookup.token or "", "")), seen) for lookup in lookups
         ]
 
     async def repeats(self, taken: Sequence[Taken]) -> tuple[list[Taken], list[Taken]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -107,3 +108,16 @@ def test_the_alerted_team_is_read_back_from_a_raise_summary_only(make: EventFact
 
     assert "gm0363/regionaal-escalatieteam" == team_of_raise(raised.summary)
     assert None is team_of_raise(acknowledged.summary)
+
+
+def test_a_deadline_is_summarised_in_utc_to_the_minute_whatever_offset_it_was_sent_with(
+    make: EventFactory,
+) -> None:
+    amsterdam = timezone(timedelta(hours=1))
+    sent = datetime(2026, 12, 7, 14, 5, 59, 123456, tzinfo=amsterdam)
+    in_utc = datetime(2026, 12, 7, 13, 5, 59, tzinfo=UTC)
+    requested = make.requested(uuid.uuid4(), uuid.uuid4(), "uwv", "svb", deadline=sent)
+    same = make.requested(uuid.uuid4(), uuid.uuid4(), "uwv", "svb", deadline=in_utc)
+
+    expected = "handoff uwv -> svb requested, deadline 2026-12-07 13:05Z"
+    assert (expected, expected) == (facts_of(requested).summary, facts_of(same).summary)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import Row, bindparam, insert, select, update
@@ -46,9 +46,8 @@ from services.tracker import ledger_pg
 from services.tracker.ledger_pg import CASE_COLUMNS, TIMELINE_COLUMNS
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """One event written to the timeline, with who sent it and what it did."""
+class Recorded(NamedTuple):
+    """One event written to the timeline, with who sent it and what it did (one per event)."""
 
     event: CaseEvent[Any]
     emitter: str | None
@@ -134,12 +133,15 @@ class _Actors:
         self.by_source: dict[str, str | None] = {}
 
     def of(self, event: CaseEvent[Any]) -> str | None:
-        if isinstance(event, EscalationAcknowledged | EscalationResolved):
+        if isinstance(event, _TEAM_ACTS):
             return actor_of(event, self.registry)
         source = event.source
         if source not in self.by_source:
             self.by_source[source] = emitter_of(source, self.registry)
         return self.by_source[source]
+
+
+_TEAM_ACTS = (EscalationAcknowledged, EscalationResolved)
 
 
 def _first_of_each_id(

@@ -7,6 +7,11 @@ asks gm0363 to take it over, gm0363 rejects (citing a rule), a second request
 is accepted, gm0363 adds context and closes the case. Cases advance side by
 side in waves, so a batch touches hundreds of cases.
 
+The floor and the tracker run in `rounds` pairs, the floor first in odd
+rounds, each pair on a new consumer group, a new floor table and an emptied
+store; the rates reported are the medians, the ratio the median of the pairs'
+own ratios (a single floor phase moved by a third from one run to the next).
+
 The floor (`_raw_floor`) is the work no tracker can avoid: a raw aiokafka
 consumer that parses each event (pydantic, as the tracker does) and inserts one
 row per event into a copy of the timeline table (same columns and indexes)
@@ -16,7 +21,7 @@ The tracker (`services.tracker`) does all its work: skips ids it has seen,
 loads and locks the batch's cases, runs the handoff state machine, writes the
 timeline rows and the cases' new states, one transaction per batch.
 
-Idempotency: a second consumer group replays the same log through the tracker;
+Idempotency: after the last round a further consumer group replays the same log through the tracker;
 every event must be skipped, the timeline must still hold one row per event and
 the cases must be unchanged. Everything runs in a database of its own on the
 given PostgreSQL server, created for the run and dropped after.
@@ -30,11 +35,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from statistics import median
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -90,9 +96,14 @@ class TrackerBench:
 
     events: int
     cases: int
+    rounds: int
     raw_events_per_s: float
     tracker_events_per_s: float
     ratio: float
+    """The median of each round's tracker / floor."""
+    round_ratios: list[float]
+    round_rates: list[tuple[float, float]]
+    """Each round's (floor, tracker) events/s."""
     target_events_per_s: float
     applied: int
     timeline_rows: int
@@ -232,18 +243,20 @@ def _raw_row(value: bytes) -> tuple[Any, ...]:
     return (event.id, event.subject, event.time, event.name, event.source[:32], event.sequence)
 
 
-async def _raw_floor(bootstrap: str, database: str, count: int, timeout: float) -> float:
+async def _raw_floor(  # noqa: PLR0917 - private, every argument says what it is
+    bootstrap: str, database: str, count: int, timeout: float, table: str, group: str
+) -> float:
     """Parse each event and insert one row per event, executemany per batch: the floor."""
     connection: asyncpg.Connection = await asyncpg.connect(_plain(database))
-    await connection.execute(f"CREATE TABLE {RAW_TABLE} (LIKE case_timeline INCLUDING ALL)")
+    await connection.execute(f"CREATE TABLE {table} (LIKE case_timeline INCLUDING ALL)")
     insert = (
-        f"INSERT INTO {RAW_TABLE} (event_id, case_id, time, event_type, agency, sequence, "  # noqa: S608 - a constant name
+        f"INSERT INTO {table} (event_id, case_id, time, event_type, agency, sequence, "  # noqa: S608 - a constant name
         "summary, applied) VALUES ($1, $2, $3, $4, $5, $6, $4, true)"
     )
     consumer = AIOKafkaConsumer(
         CASES,
         bootstrap_servers=bootstrap,
-        group_id=RAW_GROUP,
+        group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         session_timeout_ms=EMBEDDED_SESSION_TIMEOUT_MS,
@@ -318,6 +331,39 @@ async def _tracker(  # noqa: PLR0917 - private, every argument says what it is
     return recorder
 
 
+async def _empty(store: AsyncEngine) -> None:
+    # TRUNCATE, not DELETE: every round starts on tables and indexes as small as the first's.
+    async with store.begin() as connection:
+        await connection.execute(text("TRUNCATE case_timeline, cases"))
+
+
+async def _round(  # noqa: PLR0917 - private, every argument says what it is
+    bootstrap: str,
+    registry: AgencyRegistry,
+    store: AsyncEngine,
+    database: str,
+    events: int,
+    timeout: float,
+    n: int,
+) -> tuple[float, _TimedRecorder]:
+    """One pair on an empty store: floor rate and tracker, the floor first in odd rounds."""
+    await _empty(store)
+
+    async def floor() -> float:
+        return await _raw_floor(
+            bootstrap, database, events, timeout, f"{RAW_TABLE}_{n}", f"{RAW_GROUP}-{n}"
+        )
+
+    async def tracker() -> _TimedRecorder:
+        return await _tracker(bootstrap, registry, store, f"bench-tracker-{n}", events, timeout)
+
+    if n % 2:
+        raw = await floor()
+        return raw, await tracker()
+    recorder = await tracker()
+    return await floor(), recorder
+
+
 async def _rows(store: AsyncEngine) -> int:
     async with store.connect() as connection:
         return int(await connection.scalar(select(func.count()).select_from(case_timeline)) or 0)
@@ -330,7 +376,7 @@ async def _cases(store: AsyncEngine) -> list[tuple[Any, ...]]:
 
 
 async def bench_tracker(
-    events: int, server: str = DEFAULT_SERVER, timeout: float = 300.0
+    events: int, server: str = DEFAULT_SERVER, timeout: float = 300.0, rounds: int = 3
 ) -> TrackerBench:
     """Run the floor, the tracker and the replay on the same case log; see the module doc."""
     admin = await _admin(server)
@@ -351,10 +397,10 @@ async def bench_tracker(
                     embedded.bootstrap, bus_topics(registry), partitions=settings.topic_partitions
                 )
                 await _produce_all(embedded.bootstrap, messages)
-                raw = await _raw_floor(embedded.bootstrap, database, events, timeout)
-                first = await _tracker(
-                    embedded.bootstrap, registry, store, "bench-tracker", events, timeout
-                )
+                pairs = [
+                    await _round(embedded.bootstrap, registry, store, database, events, timeout, n)
+                    for n in range(1, rounds + 1)
+                ]
                 rows = await _rows(store)
                 before = await _cases(store)
                 replay = await _tracker(
@@ -367,17 +413,22 @@ async def bench_tracker(
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-    if first.refused:
-        raise RuntimeError(f"the tracker refused {first.refused} benchmark events")
-    rate = events / (first.last - first.first)
+    refused = sum(recorder.refused for _, recorder in pairs)
+    if refused:
+        raise RuntimeError(f"the tracker refused {refused} benchmark events")
+    rates = [(raw, events / (recorder.last - recorder.first)) for raw, recorder in pairs]
+    ratios = [round(rate / raw, 3) for raw, rate in rates]
     return TrackerBench(
         events=events,
         cases=len(before),
-        raw_events_per_s=round(raw, 1),
-        tracker_events_per_s=round(rate, 1),
-        ratio=round(rate / raw, 3),
+        rounds=rounds,
+        raw_events_per_s=round(median(raw for raw, _ in rates), 1),
+        tracker_events_per_s=round(median(rate for _, rate in rates), 1),
+        ratio=round(median(ratios), 3),
+        round_ratios=ratios,
+        round_rates=[(round(raw, 1), round(rate, 1)) for raw, rate in rates],
         target_events_per_s=TARGET,
-        applied=first.applied,
+        applied=pairs[-1][1].applied,
         timeline_rows=rows,
         replay_skipped=replay.duplicates,
         replay_events_per_s=round(events / (replay.last - replay.first), 1),
@@ -386,5 +437,5 @@ async def bench_tracker(
     )
 
 
-def as_dict(result: TrackerBench) -> dict[str, float | int | bool]:
+def as_dict(result: TrackerBench) -> dict[str, Any]:
     return asdict(result)

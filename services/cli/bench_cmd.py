@@ -112,15 +112,19 @@ def tracker(
         "--database",
         help="The PostgreSQL server; the benchmark creates and drops a database of its own.",
     ),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, help="Floor/tracker pairs, alternating which goes first."
+    ),
 ) -> None:
     """The tracker against a raw floor (parse each event, executemany one row per event).
 
     Both read the same signed case log from a private broker into PostgreSQL; the
-    tracker also runs the handoff state machine and keeps each case's state. A
-    second consumer group then replays the log: every event must be skipped."""
+    tracker also runs the handoff state machine and keeps each case's state. They
+    run in pairs, alternating which goes first; the figures are medians. A
+    further consumer group then replays the log: every event must be skipped."""
     from bench.tracker import as_dict, bench_tracker
 
-    result = asyncio.run(bench_tracker(events, database))
+    result = asyncio.run(bench_tracker(events, database, rounds=rounds))
     if as_json:
         print(json.dumps(as_dict(result)))
         return
@@ -128,7 +132,11 @@ def tracker(
     print(f"events              {result.events} ({result.cases} cases)")
     print(f"raw floor           {result.raw_events_per_s:,.0f} events/s")
     print(f"tracker             {result.tracker_events_per_s:,.0f} events/s")
-    print(f"ratio tracker/raw   {result.ratio:.3f}")
+    pairs = ", ".join(
+        f"{ratio:.3f} = {rate:,.0f}/{raw:,.0f}"
+        for ratio, (raw, rate) in zip(result.round_ratios, result.round_rates, strict=True)
+    )
+    print(f"ratio tracker/raw   {result.ratio:.3f} (median of {result.rounds} pairs: {pairs})")
     print(f"target              >= {result.target_events_per_s:,.0f} events/s: {verdict}")
     print(f"applied             {result.applied}, timeline rows {result.timeline_rows}")
     print(

@@ -27,6 +27,7 @@ from services.runtime.kafka.clients import make_broker
 from services.runtime.process.http import http_server
 from services.runtime.process.service import run_service, service_main
 from services.runtime.store.engine import migrated_engine
+from services.runtime.store.visits import StoreVisits
 
 MAX_RECORDS = 500
 
@@ -49,8 +50,9 @@ async def _run(settings: Settings, bootstrap: str) -> None:
         await guard.run(records_of(message.raw_message), intake.take, message.consumer)
 
     client = webhook_client()
+    visits = StoreVisits(engine)
     server = http_server(
-        create_gateway(settings, registry, engine, broker, client),
+        create_gateway(settings, registry, engine, broker, client=client, visits=visits),
         settings.gateway_host,
         settings.gateway_port,
     )
@@ -77,6 +79,7 @@ async def _run(settings: Settings, bootstrap: str) -> None:
 
     async def after_stop() -> None:
         await client.aclose()
+        visits.close()
         await engine.dispose()
 
     await run_service(

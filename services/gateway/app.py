@@ -16,6 +16,7 @@ from services.gateway.notificaties import Notificaties
 from services.gateway.openapi import DOCUMENT
 from services.gateway.subscriptions_api import SubscriptionsApi
 from services.runtime.config.settings import Settings
+from services.runtime.store.visits import StoreVisits
 
 
 async def _openapi(_: Request) -> JSONResponse:
@@ -27,13 +28,17 @@ def create_gateway(
     registry: AgencyRegistry,
     engine: AsyncEngine,
     broker: KafkaBroker,
+    *,
     client: httpx.AsyncClient | None = None,
+    visits: StoreVisits | None = None,
 ) -> Starlette:
     """The gateway app; `broker` must be started before the first request is served.
 
     `client`: what the subscription handshake calls receivers with (None: one per call).
+    `visits`: how ingress visits `engine`'s store (None: its own, closed when collected);
+    the caller closes one it passes, after the app has stopped.
     """
-    ingress = Ingress(settings, registry, engine, broker)
+    ingress = Ingress(settings, registry, visits or StoreVisits(engine), broker)
     api = SubscriptionsApi(registry, engine, client)
     notificaties = Notificaties(registry, engine, broker, ingress)
     return Starlette(

@@ -13,18 +13,18 @@ inbox). Nothing acknowledged is ever lost; an event is on the case log once.
 
 The store's visits are shared by the requests in hand at the same moment
 (`Coalesced`): one read for the tokens and the ids seen before, one write for
-the records. On SQLite a visit costs the process 0.5-1 ms of CPU, whatever it
-carries (docs/performance.md).
+the records. A visit costs more than the rows it carries (on SQLite one call
+into the store's thread, `StoreVisits`; docs/performance.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -32,8 +32,8 @@ from faststream.kafka import KafkaBroker
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -49,6 +49,7 @@ from services.runtime.kafka.clients import Outgoing, publish_all
 from services.runtime.observability.logging import get_logger
 from services.runtime.store.chunks import chunks
 from services.runtime.store.tables import gateway_events, gateway_tokens
+from services.runtime.store.visits import StoreVisits
 
 log = get_logger("ketenbus.gateway")
 
@@ -121,10 +122,14 @@ class Ingress:
     """The ingress endpoint, with what it needs: the registry, the store, Kafka, a rate."""
 
     def __init__(
-        self, settings: Settings, registry: AgencyRegistry, engine: AsyncEngine, broker: KafkaBroker
+        self,
+        settings: Settings,
+        registry: AgencyRegistry,
+        visits: StoreVisits,
+        broker: KafkaBroker,
     ) -> None:
         self.registry = registry
-        self.engine = engine
+        self.visits = visits
         self.broker = broker
         # A moving window of `burst` events over burst/rate seconds: on average
         # `rate` per second, at most `burst` at once. Kept per gateway instance.
@@ -221,16 +226,7 @@ class Ingress:
         agencies: dict[str, str] = {}
         seen: dict[UUID, str] = {}
         if wanted or ids:
-            t, e = gateway_tokens.c, gateway_events.c
-            async with self.engine.connect() as connection:
-                for some_digests in chunks(wanted):
-                    query = select(t.token_sha256, t.agency).where(
-                        t.token_sha256.in_(some_digests), t.revoked_at.is_(None)
-                    )
-                    agencies.update((await connection.execute(query)).all())
-                for some_ids in chunks(ids):
-                    query = select(e.event_id, e.digest).where(e.event_id.in_(some_ids))
-                    seen.update((await connection.execute(query)).all())
+            agencies, seen = await self.visits.read(partial(_known_before, wanted, ids))
         return [
             _Found(agencies.get(digests.get(lookup.token or "", "")), seen) for lookup in lookups
         ]
@@ -269,19 +265,36 @@ class Ingress:
         await self._inserted(rows)
 
     async def _insert(self, calls: list[list[dict[str, Any]]]) -> list[None]:
-        """Every call's rows in one transaction; committed when each call returns."""
-        rows = [row for call in calls for row in call]
-        try:
-            async with self.engine.begin() as connection:
-                await connection.execute(insert(gateway_events), rows)
-        except IntegrityError:
-            # Another request took one of these ids at the same moment; both copies are on
-            # the outbox and the router delivers one. Keep the rows that are not there yet.
-            for row in rows:
-                with contextlib.suppress(IntegrityError):
-                    async with self.engine.begin() as connection:
-                        await connection.execute(insert(gateway_events), [row])
+        """Every call's rows in one transaction; committed when each call returns.
+
+        An id already there was taken by another request at the same moment: both
+        copies are on the outbox and the router delivers one, so its row is kept.
+        """
+        await self.visits.write(partial(_record, [row for call in calls for row in call]))
         return [None] * len(calls)
+
+
+def _known_before(
+    digests: list[str], ids: list[UUID], connection: Connection
+) -> tuple[dict[str, str], dict[UUID, str]]:
+    """The agencies of the unrevoked tokens with these digests, the digests of these ids."""
+    t, e = gateway_tokens.c, gateway_events.c
+    agencies: dict[str, str] = {}
+    seen: dict[UUID, str] = {}
+    for some_digests in chunks(digests):
+        query = select(t.token_sha256, t.agency).where(
+            t.token_sha256.in_(some_digests), t.revoked_at.is_(None)
+        )
+        agencies.update(connection.execute(query).all())
+    for some_ids in chunks(ids):
+        query = select(e.event_id, e.digest).where(e.event_id.in_(some_ids))
+        seen.update(connection.execute(query).all())
+    return agencies, seen
+
+
+def _record(rows: list[dict[str, Any]], connection: Connection) -> None:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(dialect.insert(gateway_events).on_conflict_do_nothing(), rows)
 
 
 async def agency_of_request(engine: AsyncEngine, request: Request) -> str:

@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, RootTransaction, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -125,6 +125,35 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
                 await transaction.rollback()
             raise
         await transaction.commit()
+
+
+def sqlite_file_engine(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine of the standard library's driver on `engine`'s SQLite file,
+    set up as `make_engine` sets up its connections; None for another database, and for
+    an in-memory one, which no other connection sees."""
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None
+    local = create_engine(url.set(drivername="sqlite+pysqlite"), pool_size=1)
+    event.listen(local, "connect", _sqlite_connect)
+    event.listen(local, "begin", _sqlite_begin)
+    return local
+
+
+def begin_writing_in_thread(connection: Connection) -> RootTransaction:
+    """`write_transaction`'s begin, for a connection of `sqlite_file_engine` in a thread."""
+    connection.execution_options(**{_WRITER: True})
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return connection.begin()
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+                raise
+        time.sleep(SQLITE_LOCK_POLL_S)
 
 
 async def _begin_writing(connection: AsyncConnection) -> AsyncTransaction:

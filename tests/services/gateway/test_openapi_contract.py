@@ -100,7 +100,7 @@ async def served(
     await broker.start()
     port = free_port()
     receivers = httpx.AsyncClient(transport=httpx.MockTransport(_every_receiver))
-    app = create_gateway(roomy, signed_registry, store, broker, receivers)
+    app = create_gateway(roomy, signed_registry, store, broker, client=receivers)
     server = http_server(app, "127.0.0.1", port)
     serving = asyncio.create_task(server.serve())
     try:

@@ -14,13 +14,13 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, bindparam, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.escalation.model import CaseFile, Escalation
 from services.escalation.rows import escalation_of, escalation_row, file_of, file_row
 from services.escalation.workspace import Cancel, Workspace
+from services.runtime.store.bulk import insert_new
 from services.runtime.store.chunks import chunks
 from services.runtime.store.tables import (
     escalation_cases,
@@ -129,8 +129,7 @@ async def save(connection: AsyncConnection, ws: Workspace, seen: Sequence[UUID] 
 
 def _insert_new(connection: AsyncConnection) -> Any:
     """INSERT that skips a timer already set (the unique rule: set at most once)."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(escalation_timers).on_conflict_do_nothing()
+    return insert_new(connection.dialect.name, escalation_timers)
 
 
 async def _upsert(

@@ -35,7 +35,7 @@ def create_gateway(
     """The gateway app; `broker` must be started before the first request is served.
 
     `client`: what the subscription handshake calls receivers with (None: one per call).
-    `visits`: how ingress visits `engine`'s store (None: its own, closed when collected);
+    `visits`: how ingress visits `engine`'s store (None: its own, left to the collector);
     the caller closes one it passes, after the app has stopped.
     """
     ingress = Ingress(settings, registry, visits or StoreVisits(engine), broker)

@@ -33,7 +33,6 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -47,6 +46,7 @@ from services.gateway.problems import Problem
 from services.runtime.config.settings import Settings
 from services.runtime.kafka.clients import Outgoing, publish_all
 from services.runtime.observability.logging import get_logger
+from services.runtime.store.bulk import insert_new
 from services.runtime.store.chunks import chunks
 from services.runtime.store.tables import gateway_events, gateway_tokens
 from services.runtime.store.visits import StoreVisits
@@ -293,8 +293,7 @@ def _known_before(
 
 
 def _record(rows: list[dict[str, Any]], connection: Connection) -> None:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    connection.execute(dialect.insert(gateway_events).on_conflict_do_nothing(), rows)
+    connection.execute(insert_new(connection.dialect.name, gateway_events), rows)
 
 
 async def agency_of_request(engine: AsyncEngine, request: Request) -> str:

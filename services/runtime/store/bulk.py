@@ -26,6 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import JSON, Integer, String, Table, Text, Uuid
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.store.tables import UtcDateTime
@@ -34,6 +35,12 @@ Convert = Callable[[Any], Any]
 
 _JSON = json.JSONEncoder()
 """`json.dumps` with its defaults, as SQLAlchemy serialises JSON, without its per-call setup."""
+
+
+def insert_new(dialect_name: str, table: Table) -> Any:
+    """An INSERT into `table` that skips a row whose key is there already (PostgreSQL, SQLite)."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
 
 
 async def insert_rows(

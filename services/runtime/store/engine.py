@@ -135,7 +135,7 @@ def sqlite_file_engine(engine: AsyncEngine) -> Engine | None:
     database = url.database or ""
     if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return None
-    if database.startswith("file:"):
+    if database.startswith("file:"):  # a URI, perhaps of a shared in-memory database
         return None
     local = create_engine(url.set(drivername="sqlite+pysqlite"), pool_size=1)
     event.listen(local, "connect", _sqlite_connect)
@@ -151,9 +151,14 @@ def begin_writing_in_thread(connection: Connection) -> RootTransaction:
         try:
             return connection.begin()
         except OperationalError as exc:
-            if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+            if not _locked_until(exc, deadline):
                 raise
         time.sleep(SQLITE_LOCK_POLL_S)
+
+
+def _locked_until(exc: OperationalError, deadline: float) -> bool:
+    """Whether BEGIN IMMEDIATE failed only for the lock, with time left to try again."""
+    return "locked" in str(exc.orig) and time.monotonic() < deadline
 
 
 async def _begin_writing(connection: AsyncConnection) -> AsyncTransaction:
@@ -169,7 +174,7 @@ async def _begin_writing(connection: AsyncConnection) -> AsyncTransaction:
         try:
             return await connection.begin()
         except OperationalError as exc:
-            if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+            if not _locked_until(exc, deadline):
                 raise
         await asyncio.sleep(SQLITE_LOCK_POLL_S)
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.cli.cases_cmd import read_store
 from services.runtime.config.settings import Settings
 from services.runtime.errors import UserError
+from services.runtime.store.engine import write_transaction
 from services.runtime.text.terminal import format_time, table
 
 app = typer.Typer(help="Webhooks: where the gateway POSTs an agency's inbox.", no_args_is_help=True)
@@ -185,7 +186,7 @@ def end(subscription: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     chosen = _uuid(subscription, "subscription")
 
     async def ended(engine: AsyncEngine) -> bool:
-        async with engine.begin() as connection:
+        async with write_transaction(engine) as connection:
             return await subscriptions.end(connection, chosen, "ended by an operator")
 
     if not read_store(ended):

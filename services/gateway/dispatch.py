@@ -59,6 +59,7 @@ from services.runtime.kafka.clients import publish_all
 from services.runtime.kafka.refusals import Origin, refusal_messages
 from services.runtime.observability.logging import get_logger
 from services.runtime.store.chunks import chunks
+from services.runtime.store.engine import write_transaction
 from services.runtime.store.tables import (
     webhook_attempts,
     webhook_deliveries,
@@ -206,7 +207,7 @@ class Dispatcher:
             .with_for_update(of=d, skip_locked=True)
         )
         t = webhook_deliveries.c
-        async with self.engine.begin() as connection:
+        async with write_transaction(self.engine) as connection:
             ids = list((await connection.execute(due)).scalars())
             if not ids:
                 return []
@@ -236,7 +237,7 @@ class Dispatcher:
     async def _attempt(self, row: Any) -> Answer | None:
         """POST the delivery once; its answer (None: its subscription had ended)."""
         if row.subscription_status != "active":
-            async with self.engine.begin() as connection:
+            async with write_transaction(self.engine) as connection:
                 await subscriptions.end(connection, row.subscription_id, "ended")
             return None
         sent_at = datetime.now(UTC)
@@ -272,7 +273,7 @@ class Dispatcher:
         past its horizon."""
         now = datetime.now(UTC)
         given_up: list[tuple[Any, str]] = []
-        async with self.engine.begin() as connection:
+        async with write_transaction(self.engine) as connection:
             await connection.execute(
                 insert(webhook_attempts),
                 [
@@ -404,7 +405,7 @@ class Dispatcher:
             messages.append(replace(notice, topic=topics.CASES))
         await publish_all(self.broker, messages)
         t = webhook_deliveries.c
-        async with self.engine.begin() as connection:
+        async with write_transaction(self.engine) as connection:
             await connection.execute(
                 update(webhook_deliveries)
                 .where(t.id == row.id)

@@ -26,6 +26,7 @@ from contracts.events import ZgwNotificatie
 from contracts.parse import EventRejected, parse_event
 from services.gateway.subscriptions import BUS_CHANNEL, NOTIFICATIES
 from services.runtime.observability.logging import get_logger
+from services.runtime.store.engine import write_transaction
 from services.runtime.store.tables import webhook_deliveries, webhook_subscriptions
 
 log = get_logger("ketenbus.gateway")
@@ -97,7 +98,7 @@ class InboxIntake:
         if not rows:
             return 0
         t = webhook_deliveries.c
-        async with self.engine.begin() as connection:
+        async with write_transaction(self.engine) as connection:
             seen = {
                 (row.subscription_id, row.event_id)
                 for row in await connection.execute(

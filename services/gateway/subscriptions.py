@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.events import EVENT_CLASSES, ZgwNotificatie
 from contracts.registry import AgencyRegistry
 from services.runtime.errors import UserError
+from services.runtime.store.engine import write_transaction
 from services.runtime.store.tables import (
     DELIVERY_FORMATS,
     webhook_deliveries,
@@ -200,7 +201,7 @@ async def subscribe(
         delivery_format=delivery_format,
         channels=sorted(set(channels)),
     )
-    async with engine.begin() as connection:
+    async with write_transaction(engine) as connection:
         await connection.execute(
             insert(webhook_subscriptions).values(
                 subscription_id=made.subscription_id,

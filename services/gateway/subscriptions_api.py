@@ -22,6 +22,7 @@ from contracts.registry import AgencyRegistry
 from services.gateway import subscriptions
 from services.gateway.ingress import agency_of_request
 from services.gateway.problems import Problem
+from services.runtime.store.engine import write_transaction
 
 
 class NewSubscription(BaseModel):
@@ -88,7 +89,7 @@ class SubscriptionsApi:
         try:
             agency = await agency_of_request(self.engine, request)
             found = await _own(self.engine, request.path_params["id"], agency)
-            async with self.engine.begin() as connection:
+            async with write_transaction(self.engine) as connection:
                 await subscriptions.end(
                     connection, found.subscription_id, "ended by the agency (DELETE)"
                 )

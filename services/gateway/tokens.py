@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.runtime.store.engine import write_transaction
 from services.runtime.store.tables import gateway_tokens
 
 PREFIX = "kbg_"
@@ -36,7 +37,7 @@ class TokenInfo:
 async def issue(engine: AsyncEngine, agency: str, label: str | None = None) -> str:
     """A new token for `agency`; the caller shows it once, the store keeps its digest."""
     token = PREFIX + secrets.token_urlsafe(32)
-    async with engine.begin() as connection:
+    async with write_transaction(engine) as connection:
         await connection.execute(
             insert(gateway_tokens).values(
                 token_sha256=digest(token),
@@ -71,7 +72,7 @@ async def listing(engine: AsyncEngine) -> list[TokenInfo]:
 async def revoke(engine: AsyncEngine, sha256_prefix: str) -> list[str]:
     """Revoke the unrevoked tokens whose digest starts with `sha256_prefix`; their digests."""
     t = gateway_tokens.c
-    async with engine.begin() as connection:
+    async with write_transaction(engine) as connection:
         found = [
             row.token_sha256
             for row in await connection.execute(

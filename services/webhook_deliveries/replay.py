@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.errors import UserError
 from services.runtime.observability.logging import get_logger
+from services.runtime.store.engine import write_transaction
 from services.runtime.store.tables import webhook_deliveries, webhook_subscriptions
 
 log = get_logger("ketenbus.webhooks")
@@ -80,7 +81,7 @@ async def replay(
     if until is not None:
         query = query.where(t.created_at < until)
     now = datetime.now(UTC)
-    async with engine.begin() as connection:
+    async with write_transaction(engine) as connection:
         done = await connection.execute(
             query.values(
                 status="pending",

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook
 from starlette.applications import Starlette
@@ -38,9 +38,10 @@ from services.runtime.config.settings import Settings
 from services.runtime.kafka.clients import make_broker
 from services.runtime.kafka.embedded import free_port
 from services.runtime.process.http import http_server
+from services.runtime.store.engine import write_transaction
 from services.runtime.store.tables import webhook_attempts, webhook_deliveries
 from services.webhook_deliveries import replay
-from tests._testutil import EventFactory, headers_of, read_until
+from tests._testutil import EngineMaker, EventFactory, headers_of, read_until
 
 pytestmark = pytest.mark.broker
 
@@ -202,6 +203,53 @@ async def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt_s
     async with store.connect() as connection:
         attempts = (await connection.execute(select(webhook_attempts.c.status))).scalars()
         assert [500, 503, 200] == sorted(attempts, key=[500, 503, 200].index)
+
+
+async def test_intake_and_rounds_on_a_store_another_writer_commits_to_all_the_time_never_fail(
+    engines: EngineMaker,
+    store: AsyncEngine,
+    signed_registry: AgencyRegistry,
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+    broker: KafkaBroker,
+    quick: Settings,
+    make: EventFactory,
+    agency_keys: dict[str, AgencyKeys],
+) -> None:
+    """On one SQLite file with the router and the tracker, another writer commits between a
+    transaction's read and its write: the intake and every round still succeed (no "database
+    is locked"), and each event is delivered once."""
+    other = engines()
+    async with write_transaction(other) as connection:
+        await connection.execute(text("CREATE TABLE elsewhere (n INTEGER)"))
+    stop = asyncio.Event()
+
+    async def commit_all_the_time() -> int:
+        commits = 0
+        while not stop.is_set() and commits < 100_000:
+            async with write_transaction(other) as connection:
+                await connection.execute(text("INSERT INTO elsewhere VALUES (:n)"), {"n": commits})
+            commits += 1
+            await asyncio.sleep(0)
+        return commits
+
+    await _subscribe(store, signed_registry, client, receiver)
+    values = [
+        agency_keys[SENDER].sign(make.opened(uuid.uuid4(), by=SENDER).to_json()) for _ in range(30)
+    ]
+    dispatcher = Dispatcher(quick, signed_registry, store, broker, client)
+    writer = asyncio.create_task(commit_all_the_time())
+    try:
+        for value in values:
+            await _arrive(store, [value])
+            await dispatcher.round()  # raises what fails it
+        await _until(dispatcher, _all(store, "delivered"))
+    finally:
+        stop.set()
+        commits = await writer
+
+    assert commits > 30  # the other writer kept committing throughout
+    assert sorted(values) == sorted(body for _, _, body in receiver.received)
 
 
 async def test_a_receiver_that_does_not_answer_in_time_is_tried_again(

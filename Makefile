@@ -32,8 +32,12 @@ typecheck: $(STAMP)
 contracts-check: $(STAMP)
 	$(BIN)/ketenbus contracts check
 
+## Two workers (pytest-xdist; a file's tests on one worker, each worker with its own embedded
+## broker), then one at a time what a loaded machine would make late: the `alone` tests and the
+## browser's.
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --numprocesses 2 --dist loadfile -m "not alone and not browser"
+	$(BIN)/pytest -q -m "alone or browser"
 
 ## The fault suite at full size: 10,000 events per test (make test: 1,000, the gateway's 500), each
 ## test allowed 30 minutes instead of the suite's 5.

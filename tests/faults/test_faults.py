@@ -44,7 +44,9 @@ from tests.faults.harness import (
 )
 from tests.faults.proxy import TcpProxy
 
-pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+# `alone`: each starts a whole bus of processes and waits on their health and recovery in
+# seconds; beside a second test worker, a restarted service was once not healthy in time.
+pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.alone]
 
 Results = Callable[[dict[str, Any]], None]
 

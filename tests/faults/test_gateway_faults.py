@@ -37,7 +37,9 @@ from tests.faults.harness import (
     scaled,
 )
 
-pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+# `alone`: each starts a whole bus of processes and waits on their health and recovery in
+# seconds; beside a second test worker, a restarted service was once not healthy in time.
+pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.alone]
 
 BATCH_EVENTS = 20
 GATEWAY_CI_EVENTS = 500

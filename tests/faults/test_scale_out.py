@@ -56,7 +56,9 @@ from tests.faults.harness import (
     scaled,
 )
 
-pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+# `alone`: each starts a whole bus of processes and waits on their health and recovery in
+# seconds; beside a second test worker, a restarted service was once not healthy in time.
+pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.alone]
 
 KILLED = ("router", "tracker", "escalation", "gateway")
 """The first instance of each; router-2, tracker-2, escalation-2 and gateway-2 live on."""

@@ -248,7 +248,7 @@ def latency(
     An open-loop generator hands signed events to the outbox on a fixed schedule; the
     router and the tracker run as their own processes. The floor: the same events at the
     same rate to a plain topic, read by a plain consumer (emit-to-consume)."""
-    from bench.latency import as_dict, bench_latency
+    from bench.latency import as_dict, bench_latency, met
 
     result = asyncio.run(bench_latency(rate, seconds, database))
     if as_json:
@@ -286,11 +286,15 @@ def latency(
         f"ratio inbox/floor   p50 {result.ratio_inbox_p50_floor:.1f}, "
         f"p99 {result.ratio_inbox_p99_floor:.1f}"
     )
-    verdict = "met" if result.inbox.p99_ms < result.target_inbox_p99_ms else "NOT met"
+    verdicts = {k: "met" if v else "NOT met" for k, v in met(result).items()}
     offered = "" if result.rate == 1_000 else f" (this run offered {result.rate:,}/s)"
     print(
-        f"target              emit-to-inbox p99 < {result.target_inbox_p99_ms:.0f} ms "
-        f"at 1,000/s: {verdict}{offered}"
+        f"target              emit-to-inbox p99 <= {result.target_inbox_p99_floor_ratio:.0f}x "
+        f"the floor's p99: {verdicts['inbox_p99_floor_ratio']}"
+    )
+    print(
+        f"                    emit-to-inbox p99 < {result.target_inbox_p99_ms:.0f} ms "
+        f"at 1,000/s: {verdicts['inbox_p99_ms']}{offered}"
     )
 
 

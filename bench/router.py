@@ -30,7 +30,8 @@ The events are realistic for those checks: belastingdienst opens each case and
 then, as its holder, hands it to gm0363 with the personal section sealed for
 it, every event signed with a key pair made for the run (the registry the
 router runs on has their public halves). The router's store is a temporary
-SQLite database, migrated for the run and removed after. Both run on a private
+SQLite database, migrated for the run and removed after, or with `store="postgres"`
+a PostgreSQL database made for each router and dropped after. Both run on a private
 embedded broker, started for the run and stopped after.
 
 `ketenbus bench router --instances 1,2` measures something else, in
@@ -57,6 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench._events import CATEGORY, SENDER, case_events
 from bench._proc import cpu_seconds
+from bench._router_store import DEFAULT_POSTGRES, STORES, check_reachable, router_store
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.envelope import EVENT_TYPE_PREFIX
@@ -70,6 +72,7 @@ from services.router.app import create_router
 from services.router.routing import Admitted, CaseRouting, OutboxMessage
 from services.runtime.config.registry import load_registry, with_signing_keys
 from services.runtime.config.settings import Settings
+from services.runtime.errors import UserError
 from services.runtime.kafka.clients import PRODUCER_BATCH_BYTES, Outgoing
 from services.runtime.kafka.embedded import EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedBroker, free_port
 from services.runtime.kafka.topics import bus_topics, ensure_topics
@@ -93,6 +96,8 @@ class RouterBench:
 
     events: int
     rounds: int
+    store: str
+    """The router's store: sqlite or postgres."""
     baseline_events_per_s: float
     """The minimal relay: parse, verify, produce to the case log and the inboxes."""
     bare_relay_events_per_s: float
@@ -304,6 +309,8 @@ async def _round(
     directory: Path,
     events: int,
     timeout: float,
+    store_kind: str,
+    server: str,
 ) -> _Round:
     """Relay and router over the same events, the relay first in odd rounds."""
 
@@ -311,15 +318,16 @@ async def _round(
         return await _relay(bootstrap, f"verifying-relay-{number}", route, events, timeout)
 
     async def router() -> tuple[float, float, int, int]:
-        store = make_engine(f"sqlite+aiosqlite:///{directory / f'router-{number}.db'}")
-        try:
-            await migrate(store)
-            rate, cpu, routed = await _router(
-                bootstrap, registry, store, events, timeout, group_id=f"bench-router-{number}"
-            )
-            return rate, cpu, routed, await _audited(store)
-        finally:
-            await store.dispose()
+        async with router_store(store_kind, server, directory, f"router-{number}") as url:
+            store = make_engine(url)
+            try:
+                await migrate(store)
+                rate, cpu, routed = await _router(
+                    bootstrap, registry, store, events, timeout, group_id=f"bench-router-{number}"
+                )
+                return rate, cpu, routed, await _audited(store)
+            finally:
+                await store.dispose()
 
     if number % 2:
         relayed = await relay()
@@ -335,7 +343,20 @@ async def _audited(store: AsyncEngine) -> int:
         return int(await connection.scalar(select(func.count()).select_from(audit_records)) or 0)
 
 
-async def bench_router(events: int, timeout: float = 300.0, rounds: int = 3) -> RouterBench:
+async def bench_router(
+    events: int,
+    timeout: float = 300.0,
+    rounds: int = 3,
+    *,
+    store: str = "sqlite",
+    database_url: str = DEFAULT_POSTGRES,
+) -> RouterBench:
+    """The verifying relay and the router in `rounds` pairs; the router's store a SQLite
+    file, or with `store="postgres"` a database made on `database_url` for each router."""
+    if store not in STORES:
+        raise UserError(f"--store: one of {', '.join(STORES)}")
+    if store == "postgres":
+        await check_reachable(database_url)
     settings = Settings()
     plain = load_registry(settings.registry)
     keys = {agency.code: AgencyKeys.generate(agency.code) for agency in plain.agencies}
@@ -360,6 +381,8 @@ async def bench_router(events: int, timeout: float = 300.0, rounds: int = 3) -> 
                 directory=Path(directory),
                 events=events,
                 timeout=timeout,
+                store_kind=store,
+                server=database_url,
             )
             for n in range(1, rounds + 1)
         ]
@@ -370,6 +393,7 @@ async def bench_router(events: int, timeout: float = 300.0, rounds: int = 3) -> 
     return RouterBench(
         events=events,
         rounds=rounds,
+        store=store,
         baseline_events_per_s=round(median(p.relay[0] for p in pairs), 1),
         bare_relay_events_per_s=round(bare, 1),
         router_events_per_s=round(median(p.router[0] for p in pairs), 1),

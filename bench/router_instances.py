@@ -62,9 +62,8 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
@@ -79,6 +78,7 @@ from sqlalchemy.pool import NullPool
 
 from bench import _machine
 from bench._events import SENDER, case_events
+from bench._router_store import DEFAULT_POSTGRES, check_reachable, router_store
 from contracts import topics
 from contracts.agency_client import AgencyKeys
 from contracts.registry import AgencyRegistry
@@ -96,10 +96,6 @@ from services.runtime.kafka.topics import bus_topics, ensure_topics
 from services.runtime.store.engine import make_engine, migrate
 from services.runtime.store.tables import audit_chains, router_seen_events
 
-DEFAULT_POSTGRES = os.environ.get(
-    "KETENBUS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-"""The PostgreSQL server (and a database on it to connect to) the runs' databases are made on."""
 PARTITIONS = 6
 """Partitions of every topic: enough for two routers to get three each."""
 WARMUP_EVENTS = 60
@@ -255,57 +251,6 @@ class RouterProcess:
                 await process.wait()
         if self._log is not None:
             self._log.close()
-
-
-def _admin(server: str) -> AsyncEngine:
-    """An engine on `server` for CREATE and DROP DATABASE; UserError if it is no PostgreSQL."""
-    url = make_url(server)
-    if url.get_backend_name() != "postgresql":
-        raise UserError(f"--database-url must be a PostgreSQL URL, not {url.get_backend_name()}")
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+asyncpg")
-    return create_async_engine(
-        url, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"timeout": 5}
-    )
-
-
-async def _reachable(admin: AsyncEngine) -> None:
-    """UserError, saying why, unless PostgreSQL answers."""
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to connect: not reachable
-        shown = admin.url.render_as_string(hide_password=True)
-        why = f"{type(exc).__name__}: {exc}"
-        raise UserError(f"PostgreSQL at {shown} is not reachable: {why}") from None
-
-
-@contextlib.asynccontextmanager
-async def _postgres_database(server: str) -> AsyncIterator[str]:
-    """A new, empty PostgreSQL database on `server` (its URL); dropped afterwards."""
-    admin = _admin(server)
-    url = admin.url
-    name = f"ketenbus_bench_router_{uuid.uuid4().hex[:12]}"
-    try:
-        await _reachable(admin)
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as connection:
-                await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
-
-
-@contextlib.asynccontextmanager
-async def _store(kind: str, server: str, directory: Path, label: str) -> AsyncIterator[str]:
-    if kind == "postgres":
-        async with _postgres_database(server) as url:
-            yield url
-    else:
-        yield f"sqlite+aiosqlite:///{directory / f'{label}.db'}"
 
 
 class _Warmups:
@@ -520,7 +465,7 @@ async def _configuration(
     with EmbeddedBroker(free_port()) as embedded:
         bootstrap = embedded.bootstrap
         await ensure_topics(bootstrap, bus_topics(registry), partitions=PARTITIONS)
-        async with _store(store_kind, server, directory, label) as url:
+        async with router_store(store_kind, server, directory, label) as url:
             store = make_engine(url)
             await migrate(store)
             env = _router_env(bootstrap, url, registry_path)
@@ -593,11 +538,7 @@ async def bench_router_instances(
     if max(counts) > PARTITIONS:
         raise UserError(f"--instances: at most {PARTITIONS}, the partitions of the outbox")
     if store == "postgres":
-        admin = _admin(database_url)
-        try:
-            await _reachable(admin)
-        finally:
-            await admin.dispose()
+        await check_reachable(database_url)
     settings = Settings()
     plain = load_registry(settings.registry)
     keys = {agency.code: AgencyKeys.generate(agency.code) for agency in plain.agencies}

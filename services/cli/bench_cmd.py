@@ -29,13 +29,14 @@ def router(
     store: str | None = typer.Option(
         None,
         "--store",
-        help="With --instances: postgres (default; a database made and dropped per run) or "
-        "sqlite (one write lock per file: a second router cannot add throughput).",
+        help="The router's store: sqlite (default; with --instances postgres) or postgres (a "
+        "database made and dropped per router). With --instances, sqlite has one write lock "
+        "per file: a second router cannot add throughput.",
     ),
     database_url: str | None = typer.Option(
         None,
         "--database-url",
-        help="With --instances: the PostgreSQL server the runs' databases are made on; "
+        help="With --store postgres: the PostgreSQL server the runs' databases are made on; "
         "unset: KETENBUS_TEST_POSTGRES_URL, else postgresql+asyncpg://postgres@127.0.0.1:5432/test.",
     ),
 ) -> None:
@@ -44,13 +45,17 @@ def router(
     The relay produces each event, as signed, to the case log and its receivers' inboxes;
     a bare relay (outbox to one topic, no processing) is printed for information. The
     router does all it does in production: verifies each signature, checks the case's
-    custody in a SQLite store, minimises each receiver's copy and appends the audit
-    chain; half the events open a case, half hand it on with sealed personal data. Both
-    are measured `--rounds` times, one after the other; the figures are medians, the
-    ratio the median of the rounds' own ratios.
+    custody in its store (SQLite; PostgreSQL with --store postgres), minimises each
+    receiver's copy and appends the audit chain; half the events open a case, half hand
+    it on with sealed personal data. Both are measured `--rounds` times, one after the
+    other; the figures are medians, the ratio the median of the rounds' own ratios.
 
     With --instances: 1 router process, then 2 (or the counts given), on the same events,
     one consumer group on a 6-partition outbox, sharing one PostgreSQL store."""
+    from bench._router_store import DEFAULT_POSTGRES, STORES
+
+    if store not in (None, *STORES):
+        raise typer.BadParameter(" or ".join(STORES), param_hint="--store")
     if instances is not None:
         from bench import router_instances as scale
 
@@ -58,30 +63,38 @@ def router(
             counts = scale.parse_counts(instances)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--instances") from None
-        if store not in (None, "postgres", "sqlite"):
-            raise typer.BadParameter("postgres or sqlite", param_hint="--store")
         scaled = asyncio.run(
             scale.bench_router_instances(
                 events,
                 counts,
                 rounds=rounds,
                 store=store or "postgres",
-                database_url=database_url or scale.DEFAULT_POSTGRES,
+                database_url=database_url or DEFAULT_POSTGRES,
             )
         )
         print(
             json.dumps(scale.as_dict(scaled)) if as_json else "\n".join(scale.report_lines(scaled))
         )
         return
-    if store is not None or database_url is not None:
-        raise typer.BadParameter("only with --instances", param_hint="--store, --database-url")
+    if database_url is not None and store != "postgres":
+        raise typer.BadParameter("only with --store postgres", param_hint="--database-url")
     from bench.router import TARGET_EVENTS_PER_S, TARGET_RATIO, as_dict, bench_router, met
 
-    result = asyncio.run(bench_router(events, rounds=rounds))
+    result = asyncio.run(
+        bench_router(
+            events,
+            rounds=rounds,
+            store=store or "sqlite",
+            database_url=database_url or DEFAULT_POSTGRES,
+        )
+    )
     if as_json:
         print(json.dumps(as_dict(result)))
         return
-    print(f"events              {result.events}, {result.rounds} round(s), medians")
+    print(
+        f"events              {result.events}, {result.rounds} round(s), medians; "
+        f"store {result.store}"
+    )
     print(f"bare relay          {result.bare_relay_events_per_s:,.0f} events/s (informative)")
     print(f"verifying relay     {result.baseline_events_per_s:,.0f} events/s (baseline)")
     print(f"router              {result.router_events_per_s:,.0f} events/s")

@@ -47,6 +47,36 @@ async def test_bench_router_routes_every_event_and_measures_both_relays() -> Non
 
 
 @pytest.mark.postgres
+async def test_bench_router_on_postgresql_routes_every_event_and_drops_its_databases() -> None:
+    """With `store="postgres"` each router runs on a database made for it: every event is
+    routed and audited, and no database of the run is left on the server afterwards."""
+    from sqlalchemy import text
+
+    from bench.router import bench_router
+    from services.runtime.store.engine import make_engine
+    from tests._testutil.store import POSTGRES_URL, require_postgres
+
+    await require_postgres(POSTGRES_URL)
+
+    result = await bench_router(
+        200, timeout=60.0, rounds=2, store="postgres", database_url=POSTGRES_URL
+    )
+
+    assert "postgres" == result.store
+    assert result.router_messages_out > 200
+    assert 2 == len(result.round_ratios)
+    assert all(relay > 0 and routed > 0 for relay, routed in result.round_rates)
+    engine = make_engine(POSTGRES_URL)
+    try:
+        async with engine.connect() as connection:
+            query = "SELECT count(*) FROM pg_database WHERE datname LIKE 'ketenbus_bench_router_%'"
+            left = await connection.scalar(text(query))
+    finally:
+        await engine.dispose()
+    assert 0 == left
+
+
+@pytest.mark.postgres
 async def test_bench_router_instances_routes_every_event_once_with_one_and_two_routers() -> None:
     """1 router process, then 2 in one group sharing one PostgreSQL database: in each,
     every event in `router_seen_events` and on the case log exactly once, each router on

@@ -40,8 +40,9 @@ from typing import Any
 
 import httpx
 from faststream.kafka import KafkaBroker
-from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy import Select, exists, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnClause
 from standardwebhooks.webhooks import Webhook
 
 from contracts import topics
@@ -78,6 +79,10 @@ ROUND = 50
 MAX_DELAY_S = 3600.0
 IDLE_S = 0.2
 UNDELIVERABLE = WEBHOOK_UNDELIVERABLE
+PENDING_TEXT: ColumnClause[str] = literal_column("'pending'")
+"""Written into the claim's SQL, not bound, so that a generic plan of the prepared claim
+(PostgreSQL, after a few runs) can use the pending deliveries' partial indexes too
+(`ix_webhook_deliveries_due`, `ix_webhook_deliveries_pending_case`)."""
 
 
 def webhook_client() -> httpx.AsyncClient:
@@ -136,6 +141,32 @@ class Answer:
     duration_ms: int = 0
 
 
+def due_deliveries(now: datetime, size: int) -> Select[tuple[int]]:
+    """The ids of up to `size` deliveries due at `now`, each its case's oldest pending one
+    for its subscription and not leased, soonest due first, locked for the claim."""
+    d = webhook_deliveries.alias("d")
+    earlier = webhook_deliveries.alias("earlier")
+    head = ~exists(
+        select(earlier.c.id).where(
+            earlier.c.subscription_id == d.c.subscription_id,
+            earlier.c.case_id == d.c.case_id,
+            earlier.c.status == PENDING_TEXT,
+            earlier.c.id < d.c.id,
+        )
+    )
+    free = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
+    return (
+        select(d.c.id)
+        .where(d.c.status == PENDING_TEXT, d.c.next_attempt_at <= now, free, head)
+        .order_by(d.c.next_attempt_at, d.c.id)
+        .limit(size)
+        # Several gateways claim at once: on PostgreSQL each skips the rows another is
+        # claiming instead of queueing behind it for the same earliest rows and then
+        # winning none of them. SQLite has no row locks; its write lock serialises.
+        .with_for_update(of=d, skip_locked=True)
+    )
+
+
 def _success(answer: Answer) -> bool:
     return answer.status is not None and 200 <= answer.status < 300
 
@@ -185,27 +216,7 @@ class Dispatcher:
         return len(claimed)
 
     async def _claim(self, now: datetime, size: int) -> list[Any]:
-        d = webhook_deliveries.alias("d")
-        earlier = webhook_deliveries.alias("earlier")
-        head = ~exists(
-            select(earlier.c.id).where(
-                earlier.c.subscription_id == d.c.subscription_id,
-                earlier.c.case_id == d.c.case_id,
-                earlier.c.status == "pending",
-                earlier.c.id < d.c.id,
-            )
-        )
-        free = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
-        due = (
-            select(d.c.id)
-            .where(d.c.status == "pending", d.c.next_attempt_at <= now, free, head)
-            .order_by(d.c.next_attempt_at, d.c.id)
-            .limit(size)
-            # Several gateways claim at once: on PostgreSQL each skips the rows another is
-            # claiming instead of queueing behind it for the same earliest rows and then
-            # winning none of them. SQLite has no row locks; its write lock serialises.
-            .with_for_update(of=d, skip_locked=True)
-        )
+        due = due_deliveries(now, size)
         t = webhook_deliveries.c
         async with write_transaction(self.engine) as connection:
             ids = list((await connection.execute(due)).scalars())

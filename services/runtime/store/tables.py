@@ -399,6 +399,9 @@ the same id again is answered as accepted without being sent twice."""
 SUBSCRIPTION_STATUSES = ("active", "ended")
 DELIVERY_FORMATS = ("cloudevents", "notificaties")
 DELIVERY_STATUSES = ("pending", "delivered", "dead", "dropped")
+PENDING = text("status = 'pending'")
+"""The condition of the pending deliveries' indexes; a query that is to use them says it
+in these words, not with a bound parameter (a generic plan cannot use a partial index)."""
 
 webhook_subscriptions = Table(
     "webhook_subscriptions",
@@ -463,6 +466,23 @@ webhook_deliveries = Table(
     UniqueConstraint("subscription_id", "event_id"),
     CheckConstraint(_one_of("status", DELIVERY_STATUSES), name="status"),
     Index("ix_webhook_deliveries_open", "subscription_id", "case_id", "id"),
+    # The pending ones only, so a round's claim reads them in due order and checks each is
+    # its case's oldest pending without sorting or scanning a backlog (docs/gateway.md).
+    Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        "id",
+        sqlite_where=PENDING,
+        postgresql_where=PENDING,
+    ),
+    Index(
+        "ix_webhook_deliveries_pending_case",
+        "subscription_id",
+        "case_id",
+        "id",
+        sqlite_where=PENDING,
+        postgresql_where=PENDING,
+    ),
 )
 """One event to one subscription: pending until the receiver answers 2xx, dead after
 the horizon, dropped when its subscription ended. Held in case order per case."""
